@@ -1,0 +1,282 @@
+"""Running one operation: its steps in dependency order, each checkpointed, and compensation.
+
+Every step attempt follows the contract of ARCHITECTURE §3::
+
+    mark running ─► observe ─► found? ─► commit done (adopted) ─────────────────┐
+                        │                                                       │
+                        └► commit intent ─► do() ─► commit done + external id ──┴► next steps
+
+No SQLite transaction is open while a step awaits the network. A crash anywhere leaves the step
+``running``; on resume it starts again at *observe*, which finds what the lost ``do`` made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from hiclaw_bot.engine.clock import Clock
+from hiclaw_bot.engine.errors import classify, describe, expected, is_gone
+from hiclaw_bot.engine.events import EventBus, EventKind, ProgressEvent
+from hiclaw_bot.engine.faults import BoundaryHook
+from hiclaw_bot.engine.retry import RetryPolicy
+from hiclaw_bot.engine.steps import Done, Outcome, Skipped, Step, StepContext, dependencies
+from storage import Operation, ResourceState, Store, Tx
+
+log = logging.getLogger("hiclaw_bot.engine")
+
+
+class StepFailed(Exception):
+    """A step gave up; ``reason`` is what a person should read."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+class Executor:
+    """Runs and compensates operations; owns no scheduling (see :class:`Engine`)."""
+
+    def __init__(self, store: Store, bus: EventBus, clock: Clock, retry: RetryPolicy,
+                 hook: BoundaryHook | None) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.retry = retry
+        self.hook = hook
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def emit(self, op: Operation, kind: EventKind, **fields: Any) -> None:
+        self.bus.publish(ProgressEvent(kind=kind, op_id=op.op_id, op_kind=op.kind, subject=op.subject,
+                                       **fields))
+
+    def _boundary(self, op: Operation, step: Step, point: str) -> None:
+        if self.hook is not None:
+            self.hook(op, step.name, point)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self, op: Operation, steps: Sequence[Step]) -> None:
+        """Drive ``op`` until every step is done, or one fails (then the op is ``failed``)."""
+        deps = dependencies(steps)
+        by_name = {s.name: s for s in steps}
+        await self.store.steps.ensure(op.op_id, list(by_name))
+        records = {r.name: r for r in await self.store.steps.of(op.op_id)}
+        finished = {n for n, r in records.items() if r.status in ("done", "skipped")}
+        outputs: dict[str, Mapping[str, Any]] = {
+            n: (r.output or {}) for n, r in records.items() if r.status == "done"
+        }
+        pending = [s.name for s in steps if s.name not in finished]
+        self.emit(op, EventKind.OP_STARTED)
+        running: dict[asyncio.Task[Outcome], str] = {}
+        failure: StepFailed | None = None
+        try:
+            while pending or running:
+                if failure is None:
+                    for name in [n for n in pending if all(d in finished for d in deps[n])]:
+                        pending.remove(name)
+                        task = asyncio.create_task(self._run_step(op, by_name[name], outputs))
+                        running[task] = name
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    name = running.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        outcome = task.result()
+                        finished.add(name)
+                        if isinstance(outcome, Done):
+                            outputs[name] = dict(outcome.output)
+                    elif isinstance(exc, StepFailed):
+                        failure = failure or exc
+                    else:
+                        raise exc
+        except BaseException:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+        if failure is not None:
+            await self.store.ops.update(op.op_id, state="failed", failed_step=failure.step,
+                                        error=failure.reason)
+            self.emit(op, EventKind.OP_FAILED, step=failure.step, error=failure.reason)
+            return
+        await self.store.ops.update(op.op_id, state="succeeded", finished_at=self.store.db.now(),
+                                    error=None, failed_step=None)
+        self.emit(op, EventKind.OP_SUCCEEDED)
+
+    async def _run_step(self, op: Operation, step: Step, outputs: Mapping[str, Mapping[str, Any]]) -> Outcome:
+        started = self.clock.monotonic()
+        spent = [0.0]
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            delay = state.next_action.sleep if state.next_action is not None else None
+            log.warning("op %s step %s attempt %s failed, retrying in %.1fs: %s", op.op_id, step.name,
+                        state.attempt_number, delay or 0.0, describe(exc) if exc else "")
+            self.emit(op, EventKind.STEP_RETRYING, step=step.name, attempt=state.attempt_number,
+                      error=describe(exc) if exc else None, delay=delay)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.max_attempts), wait=self.retry.wait(),
+            retry=retry_if_exception(lambda e: classify(e).transient), sleep=self.clock.sleep,
+            before_sleep=before_sleep, reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(op, step, dict(outputs), attempt.retry_state.attempt_number,
+                                               started, spent)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            verdict = classify(exc)
+            reason = describe(exc)
+            if verdict.transient:
+                reason = f"gave up after {self.retry.max_attempts} attempts: {reason}"
+            if expected(exc):
+                log.warning("op %s step %s failed: %s", op.op_id, step.name, reason)
+            else:  # a bug, not a refusal from outside: keep the traceback for the log, never the chat
+                log.error("op %s step %s failed: %s", op.op_id, step.name, reason, exc_info=exc)
+            await self.store.steps.update(op.op_id, step.name, status="failed", error=reason,
+                                          finished_at=self.store.db.now())
+            self.emit(op, EventKind.STEP_FAILED, step=step.name, error=reason)
+            raise StepFailed(step.name, reason) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _attempt(self, op: Operation, step: Step, outputs: dict[str, Mapping[str, Any]],
+                       number: int, started: float, spent: list[float]) -> Outcome:
+        ctx = StepContext(op, self.store, outputs)
+        fields: dict[str, Any] = {"status": "running", "attempts": number}
+        if number == 1:
+            fields["started_at"] = self.store.db.now()
+        await self.store.steps.update(op.op_id, step.name, **fields)
+        if number == 1:
+            self.emit(op, EventKind.STEP_STARTED, step=step.name)
+        try:
+            outcome = await step.observe(ctx)
+            if outcome is not None:
+                await self._commit(op, step, outcome, ctx, started, spent, observed=True)
+                return outcome
+            self._boundary(op, step, "before_intent")
+            async with self.store.transaction() as tx:
+                if step.resource is not None:
+                    await self._ledger(tx, op, step, "deleting" if step.destroys else "intended")
+                await self.store.steps.bump(op.op_id, step.name, "calls", tx=tx)
+            self._boundary(op, step, "after_intent")
+            outcome = await step.do(ctx)
+            self._boundary(op, step, "after_call")
+        finally:
+            spent[0] += ctx.external_seconds
+        await self._commit(op, step, outcome, ctx, started, spent, observed=False)
+        self._boundary(op, step, "after_commit")
+        return outcome
+
+    async def _commit(self, op: Operation, step: Step, outcome: Outcome, ctx: StepContext,
+                      started: float, spent: list[float], *, observed: bool) -> None:
+        duration_ms = (self.clock.monotonic() - started) * 1000
+        external_ms = (spent[0] + (ctx.external_seconds if observed else 0.0)) * 1000
+        adopted = False
+        async with self.store.transaction() as tx:
+            if isinstance(outcome, Done) and step.resource is not None:
+                state = await self._final_state(tx, step, observed)
+                adopted = state == "adopted"
+                await self._ledger(tx, op, step, state, external_id=outcome.external_id,
+                                   spec_hash=outcome.spec_hash)
+            await self.store.steps.update(
+                op.op_id, step.name, tx=tx,
+                status="skipped" if isinstance(outcome, Skipped) else "done",
+                output=json.dumps(dict(outcome.output) if isinstance(outcome, Done) else
+                                  {"skipped": outcome.reason}, sort_keys=True, default=str),
+                adopted=int(adopted), finished_at=self.store.db.now(), duration_ms=duration_ms,
+                external_ms=external_ms, error=None,
+            )
+        if isinstance(outcome, Skipped):
+            self.emit(op, EventKind.STEP_SKIPPED, step=step.name, error=outcome.reason)
+        else:
+            self.emit(op, EventKind.STEP_DONE, step=step.name, duration_ms=duration_ms,
+                      external_ms=external_ms, adopted=adopted)
+
+    async def _final_state(self, tx: Tx, step: Step, observed: bool) -> ResourceState:
+        """``created`` if we made it (now or before a crash), ``adopted`` if it was there before us."""
+        assert step.resource is not None
+        if step.destroys:
+            return "deleted"
+        if not observed:
+            return "created"
+        row = await self.store.ledger.get(step.resource.kind, step.resource.name, tx=tx)
+        if row is not None and row.state in ("intended", "created"):
+            return "created"
+        return "adopted"
+
+    async def _ledger(self, tx: Tx, op: Operation, step: Step, state: ResourceState, *,
+                      external_id: str | None = None, spec_hash: str | None = None) -> None:
+        ref = step.resource
+        assert ref is not None
+        await self.store.ledger.record(ref.kind, ref.name, state, owner=ref.owner or op.subject,
+                                       op_id=op.op_id, step=step.name, external_id=external_id,
+                                       spec_hash=spec_hash, tx=tx)
+
+    # -- compensation ---------------------------------------------------------------------------
+
+    async def compensate(self, op: Operation, steps: Sequence[Step]) -> bool:
+        """Undo, in reverse, every step that may have had an effect; True when all are undone."""
+        records = {r.name: r for r in await self.store.steps.of(op.op_id)}
+        self.emit(op, EventKind.OP_COMPENSATING)
+        for step in reversed(steps):
+            record = records.get(step.name)
+            if record is None or record.status not in ("done", "running", "failed"):
+                continue
+            try:
+                await self._undo(op, step, record.output or {}, keep=record.adopted and not step.undo_adopted)
+            except StepFailed as failed:
+                await self.store.ops.update(op.op_id, error=f"undo of {failed.step} failed: {failed.reason}",
+                                            failed_step=failed.step)
+                self.emit(op, EventKind.OP_FAILED, step=failed.step, error=failed.reason)
+                return False
+        await self.store.ops.update(op.op_id, state="compensated", finished_at=self.store.db.now())
+        self.emit(op, EventKind.OP_COMPENSATED)
+        return True
+
+    async def _undo(self, op: Operation, step: Step, output: Mapping[str, Any], *, keep: bool) -> None:
+        started = time.perf_counter()
+        if not keep:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.retry.max_attempts), wait=self.retry.wait(),
+                retry=retry_if_exception(lambda e: classify(e).transient), sleep=self.clock.sleep,
+                reraise=True,
+            )
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await self._undo_once(op, step, output)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise StepFailed(step.name, describe(exc)) from exc
+        async with self.store.transaction() as tx:
+            if step.resource is not None and not step.destroys and not keep:
+                await self._ledger(tx, op, step, "deleted")
+            await self.store.steps.update(op.op_id, step.name, status="compensated", tx=tx)
+        self.emit(op, EventKind.STEP_COMPENSATED, step=step.name,
+                  duration_ms=(time.perf_counter() - started) * 1000, adopted=keep)
+
+    async def _undo_once(self, op: Operation, step: Step, output: Mapping[str, Any]) -> None:
+        ctx = StepContext(op, self.store, {})
+        if step.resource is not None and not step.destroys:
+            async with self.store.transaction() as tx:
+                await self._ledger(tx, op, step, "deleting")
+        try:
+            await step.undo(ctx, output)
+        except Exception as exc:
+            if not is_gone(exc):
+                raise

@@ -1,0 +1,8 @@
+"""Fixtures shared by every test topic.
+
+Fixtures that start real services live in ``tests/fixtures/`` and are registered here.
+"""
+
+pytest_plugins: list[str] = [
+    "tests.fixtures.common",
+]
