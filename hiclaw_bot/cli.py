@@ -1,5 +1,107 @@
-"""Command-line entry point (filled in by the foundation)."""
+"""The ``hiclaw-bot`` command: run the bot, start the local stack, talk to it, inspect it.
+
+Each subcommand is a thin shell over the library: parsing and printing here, behaviour elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hiclaw_bot.config import Config, ConfigError, load_config
+from storage import Store
+
+console = Console()
+errors = Console(stderr=True)
+
+CONFIG_OPTION = click.option(
+    "--config", "-c", "config_path", type=click.Path(path_type=Path), default=Path("config.yaml"),
+    show_default=True, envvar="HICLAW_CONFIG", help="The YAML configuration file.",
+)
 
 
+def _load(config_path: Path) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        errors.print(f"[red]invalid configuration[/red] {exc.source}:")
+        for issue in exc.issues:
+            errors.print(f"  • {issue}", markup=False)
+        raise SystemExit(2) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hiclaw-bot")
 def main() -> None:
-    """Placeholder until the CLI lands."""
+    """Provision and run AI worker agents, teams and humans from Matrix chat."""
+
+
+@main.command("check-config")
+@click.argument("config_path", type=click.Path(path_type=Path))
+def check_config(config_path: Path) -> None:
+    """Validate CONFIG_PATH and print every problem with its field and line."""
+    config = _load(config_path)
+    console.print(f"[green]ok[/green]: {config_path} (backend {config.backend.kind}, "
+                  f"storage {config.storage.kind}, gateway {config.gateway.kind})")
+
+
+@main.command()
+@CONFIG_OPTION
+def migrate(config_path: Path) -> None:
+    """Create or upgrade the database."""
+    config = _load(config_path)
+
+    async def go() -> int:
+        store = await Store.open(config.database_path)
+        try:
+            return await store.db.schema_version()
+        finally:
+            await store.close()
+
+    version = asyncio.run(go())
+    console.print(f"database {config.database_path} at schema version {version}")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--state", "states", multiple=True, help="Only operations in this state (repeatable).")
+@click.option("--limit", default=30, show_default=True)
+def ops(config_path: Path, states: tuple[str, ...], limit: int) -> None:
+    """List recent operations and where they stand."""
+    config = _load(config_path)
+
+    async def go() -> None:
+        store = await Store.open(config.database_path)
+        try:
+            table = Table("op", "kind", "subject", "state", "failed step", "error", "actor")
+            for op in await store.ops.find(states=list(states) or None, limit=limit):
+                table.add_row(str(op.op_id), op.kind, op.subject, op.state, op.failed_step or "",
+                              (op.error or "")[:60], op.actor or "")
+            console.print(table)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+@main.command()
+@CONFIG_OPTION
+def run(config_path: Path) -> None:
+    """Run the bot with CONFIG_PATH."""
+    _load(config_path)
+    errors.print("not yet: the chat layer is not wired in this build")
+    sys.exit(1)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".dev"), show_default=True)
+def dev(data_dir: Path) -> None:
+    """Start the embedded local stack (Synapse, object store, gateway simulator) and the bot."""
+    del data_dir
+    errors.print("not yet: the local stack is not wired in this build")
+    sys.exit(1)

@@ -156,21 +156,23 @@ class Executor:
     async def _attempt(self, op: Operation, step: Step, outputs: dict[str, Mapping[str, Any]],
                        number: int, started: float, spent: list[float]) -> Outcome:
         ctx = StepContext(op, self.store, outputs)
-        fields: dict[str, Any] = {"status": "running", "attempts": number}
+        # "running" is written with the intent (or with the result, when observe finds it done):
+        # a crashed step resumes at observe whether it reads pending or running, so a separate
+        # checkpoint before observe would cost a transaction and buy nothing.
+        attempt: dict[str, Any] = {"status": "running", "attempts": number}
         if number == 1:
-            fields["started_at"] = self.store.db.now()
-        await self.store.steps.update(op.op_id, step.name, **fields)
-        if number == 1:
+            attempt["started_at"] = self.store.db.now()
             self.emit(op, EventKind.STEP_STARTED, step=step.name)
         try:
             outcome = await step.observe(ctx)
             if outcome is not None:
-                await self._commit(op, step, outcome, ctx, started, spent, observed=True)
+                await self._commit(op, step, outcome, ctx, started, spent, observed=True, attempt=attempt)
                 return outcome
             self._boundary(op, step, "before_intent")
             async with self.store.transaction() as tx:
                 if step.resource is not None:
                     await self._ledger(tx, op, step, "deleting" if step.destroys else "intended")
+                await self.store.steps.update(op.op_id, step.name, tx=tx, **attempt)
                 await self.store.steps.bump(op.op_id, step.name, "calls", tx=tx)
             self._boundary(op, step, "after_intent")
             outcome = await step.do(ctx)
@@ -182,7 +184,8 @@ class Executor:
         return outcome
 
     async def _commit(self, op: Operation, step: Step, outcome: Outcome, ctx: StepContext,
-                      started: float, spent: list[float], *, observed: bool) -> None:
+                      started: float, spent: list[float], *, observed: bool,
+                      attempt: dict[str, Any] | None = None) -> None:
         duration_ms = (self.clock.monotonic() - started) * 1000
         external_ms = (spent[0] + (ctx.external_seconds if observed else 0.0)) * 1000
         adopted = False
@@ -193,8 +196,8 @@ class Executor:
                 await self._ledger(tx, op, step, state, external_id=outcome.external_id,
                                    spec_hash=outcome.spec_hash)
             await self.store.steps.update(
-                op.op_id, step.name, tx=tx,
-                status="skipped" if isinstance(outcome, Skipped) else "done",
+                op.op_id, step.name, tx=tx, **{**(attempt or {}),
+                "status": "skipped" if isinstance(outcome, Skipped) else "done"},
                 output=json.dumps(dict(outcome.output) if isinstance(outcome, Done) else
                                   {"skipped": outcome.reason}, sort_keys=True, default=str),
                 adopted=int(adopted), finished_at=self.store.db.now(), duration_ms=duration_ms,

@@ -215,7 +215,13 @@ class Engine:
             return
         task = asyncio.create_task(self._drive(op_id), name=f"op-{op_id}")
         self._tasks[op_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(op_id, None))
+        task.add_done_callback(lambda t: self._finished(op_id, t))
+
+    def _finished(self, op_id: int, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(op_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The operation stays as it was in the database and resumes at the next start.
+            log.error("operation %s stopped unexpectedly: %s", op_id, describe(exc), exc_info=exc)
 
     async def _drive(self, op_id: int) -> None:
         async with self._slots:

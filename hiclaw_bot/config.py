@@ -1,0 +1,372 @@
+"""The bot's configuration: pydantic models for ``config.yaml``, with environment overrides.
+
+Why pydantic and not a dict: a bad config must never start the bot, and every error must name
+the field (``matrix.registration.token``) and, where the YAML tells us, its line. Secrets are
+``SecretStr`` so they never print. Any field can be overridden from the environment as
+``HICLAW_<SECTION>__<FIELD>`` (``HICLAW_MATRIX__BOT__PASSWORD=…``), which is how containers and CI
+inject credentials without writing them to a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+USER_ID_PATTERN = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]+)?$")
+ENV_PREFIX = "HICLAW_"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"12h"``, ``"1d"`` or ``"250ms"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m or 12h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError("expected a duration such as 30s, 15m or 12h")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BotAccount(_Model):
+    localpart: str = "hiclaw-bot"
+    password: SecretStr | None = None
+    access_token: SecretStr | None = None
+    device_id: str = "HICLAWBOT"
+    display_name: str = "HiClaw"
+
+    @model_validator(mode="after")
+    def _has_credentials(self) -> BotAccount:
+        if self.password is None and self.access_token is None:
+            raise ValueError("give the bot a password or an access_token")
+        return self
+
+
+class Registration(_Model):
+    """How the bot creates worker and human accounts on the homeserver."""
+
+    mode: Literal["token", "shared_secret", "appservice"] = "token"
+    token: SecretStr | None = None
+    shared_secret: SecretStr | None = None
+    as_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _mode_has_its_secret(self) -> Registration:
+        needed = {"token": "token", "shared_secret": "shared_secret", "appservice": "as_token"}[self.mode]
+        if getattr(self, needed) is None:
+            raise ValueError(f"registration mode {self.mode!r} needs registration.{needed}")
+        return self
+
+
+class MatrixConfig(_Model):
+    homeserver: str
+    server_name: str
+    bot: BotAccount
+    admins: list[str] = Field(min_length=1)
+    admin_password: SecretStr | None = None
+    """Used by the bot's Synapse admin calls only when the bot itself is not a server admin."""
+    registration: Registration
+    command_max_age: Duration = 600.0
+    """Commands older than this when the bot catches up after downtime are answered, not run."""
+    allowed_inviters: list[str] = Field(default_factory=list)
+
+    @field_validator("homeserver")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("admins", "allowed_inviters")
+    @classmethod
+    def _user_ids(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not USER_ID_PATTERN.match(value):
+                raise ValueError(f"{value!r} is not a Matrix user id like @alice:example.org")
+        return values
+
+
+class HigressConfig(_Model):
+    kind: Literal["higress"] = "higress"
+    console_url: str
+    username: str = "admin"
+    password: SecretStr
+    gateway_url: str
+    """The AI gateway's public URL, written into worker configs (``<gateway_url>/v1``)."""
+    routes: Literal["all"] | list[str] = "all"
+    mcp_servers: list[str] = Field(default_factory=list)
+
+
+class NoGateway(_Model):
+    kind: Literal["none"] = "none"
+
+
+class S3StorageConfig(_Model):
+    kind: Literal["s3"] = "s3"
+    endpoint: str
+    bucket: str
+    access_key: SecretStr
+    secret_key: SecretStr
+    region: str = "us-east-1"
+    path_style: bool = True
+
+
+class LocalStorageConfig(_Model):
+    kind: Literal["local"] = "local"
+    directory: Path
+
+
+class DockerBackendConfig(_Model):
+    host: str | None = None
+    """``unix:///var/run/docker.sock``; unset: ``DOCKER_HOST`` or the default socket."""
+    network: str = "none"
+    allowed_registries: list[str] = Field(default_factory=list)
+
+
+class KubernetesBackendConfig(_Model):
+    namespace: str = "hiclaw"
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
+
+
+class ProcessBackendConfig(_Model):
+    command: list[str] | None = None
+    """The worker command; unset: the reference agent (``python -m hiclaw_bot.agent``)."""
+    grace_period: Duration = 5.0
+
+
+class BackendConfig(_Model):
+    kind: Literal["docker", "kubernetes", "process"] = "process"
+    default_image: str = "hiclaw/worker-agent:latest"
+    docker: DockerBackendConfig = DockerBackendConfig()
+    kubernetes: KubernetesBackendConfig = KubernetesBackendConfig()
+    process: ProcessBackendConfig = ProcessBackendConfig()
+
+
+class TeamQuota(_Model):
+    max_workers: int | None = Field(default=None, ge=0)
+
+
+class QuotaConfig(_Model):
+    max_workers: int | None = Field(default=None, ge=0)
+    team_max_workers: int | None = Field(default=None, ge=0)
+    """Default per-team limit; ``teams.<name>.max_workers`` overrides it."""
+    teams: dict[str, TeamQuota] = Field(default_factory=dict)
+    allowed_models: list[str] = Field(default_factory=list)
+    """Empty: any model."""
+    default_model: str = "qwen-max"
+
+    @model_validator(mode="after")
+    def _default_model_allowed(self) -> QuotaConfig:
+        if self.allowed_models and self.default_model not in self.allowed_models:
+            raise ValueError(f"default_model {self.default_model!r} is not in allowed_models")
+        return self
+
+
+class LifecycleConfig(_Model):
+    idle_timeout: Duration = 12 * 3600.0
+    idle_check_interval: Duration = 60.0
+    reconcile_interval: Duration = 120.0
+    orphan_sweep_interval: Duration = 6 * 3600.0
+    ready_timeout: Duration = 120.0
+
+
+class ApiConfig(_Model):
+    enabled: bool = True
+    listen: str = "127.0.0.1:8090"
+    token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:8090")
+        return value
+
+
+class MailConfig(_Model):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, gt=0, lt=65536)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "hiclaw@localhost"
+
+
+class EngineConfig(_Model):
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    backoff_initial: Duration = 0.5
+    backoff_max: Duration = 30.0
+    max_concurrent_ops: int = Field(default=32, ge=1)
+
+
+class Config(_Model):
+    data_dir: Path = Path("./data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    matrix: MatrixConfig
+    gateway: Annotated[HigressConfig | NoGateway, Field(discriminator="kind")] = NoGateway()
+    storage: Annotated[S3StorageConfig | LocalStorageConfig, Field(discriminator="kind")]
+    backend: BackendConfig = BackendConfig()
+    quotas: QuotaConfig = QuotaConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    api: ApiConfig = ApiConfig()
+    mail: MailConfig = MailConfig()
+    engine: EngineConfig = EngineConfig()
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "hiclaw.db"
+
+    def team_limit(self, team: str) -> int | None:
+        quota = self.quotas.teams.get(team)
+        if quota is not None and quota.max_workers is not None:
+            return quota.max_workers
+        return self.quotas.team_max_workers
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line is not None else ""
+        return f"{self.path or '<root>'}: {self.message}{where}"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``issues`` lists every problem, each naming its field."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        super().__init__(f"{source}: {len(issues)} problem(s)\n" + "\n".join(f"  {i}" for i in issues))
+        self.source = source
+        self.issues = issues
+
+
+def _lines(node: yaml.Node, prefix: tuple[str, ...], into: dict[tuple[str, ...], int]) -> None:
+    into[prefix] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _lines(value, (*prefix, str(key.value)), into)
+            into.setdefault((*prefix, str(key.value)), key.start_mark.line + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _lines(item, (*prefix, str(index)), into)
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: str) -> None:
+    cursor = data
+    for key in path[:-1]:
+        nxt = cursor.get(key)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cursor[key] = nxt
+        cursor = nxt
+    cursor[path[-1]] = yaml.safe_load(value) if value.strip().startswith(("[", "{")) else value
+
+
+def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Overlay ``HICLAW_A__B=value`` onto ``data['a']['b']``; return the dotted paths changed."""
+    changed: list[str] = []
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__")]
+        if path[0] not in Config.model_fields:
+            continue
+        _set_path(data, path, value)
+        changed.append(".".join(path))
+    return changed
+
+
+def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, overlay the environment, validate; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read the file: {exc.strerror}")]) from None
+    return parse_config(text, source=source, environ=os.environ if environ is None else environ,
+                        base_dir=path.parent)
+
+
+def parse_config(text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None,
+                 base_dir: Path | None = None) -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {problem}", line)]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", "the top level must be a mapping of sections", 1)])
+    lines: dict[tuple[str, ...], int] = {}
+    if node is not None:
+        _lines(node, (), lines)
+    apply_env(data, environ or {})
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        issues = []
+        for error in exc.errors(include_url=False):
+            loc = tuple(str(p) for p in error["loc"] if not _is_union_tag(p))
+            line = _nearest_line(lines, loc)
+            issues.append(ConfigIssue(".".join(loc), error["msg"].removeprefix("Value error, "), line))
+        raise ConfigError(source, issues) from None
+    if base_dir is not None and not config.data_dir.is_absolute():
+        config = config.model_copy(update={"data_dir": (base_dir / config.data_dir).resolve()})
+    return config
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in {"higress", "none", "s3", "local"}
+
+
+def _nearest_line(lines: Mapping[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None

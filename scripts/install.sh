@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install everything hiclaw-bot needs on a fresh Debian 12 machine with Python 3.11:
+#   - Debian's docker.io and busybox-static (the Docker backend and its tests; needs root),
+#   - a virtualenv in .venv with the pinned Python dependencies (Synapse and SeaweedFS included).
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EXTRAS="${1:-test}"
+PYTHON="${PYTHON:-python3}"
+
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v busybox >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing docker.io and busybox-static from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq docker.io busybox-static >/dev/null
+  else
+    echo "==> note: dockerd/busybox missing and cannot apt-get them; Docker backend tests will skip" >&2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${EXTRAS}"
+if [ ! -f "$stamp" ]; then
+  echo "==> installing Python dependencies (.[${EXTRAS}])"
+  .venv/bin/python -m pip install -q --upgrade pip==25.3 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e ".[${EXTRAS}]" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import hiclaw_bot, storage, backends" 
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
