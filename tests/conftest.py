@@ -5,4 +5,5 @@ Fixtures that start real services live in ``tests/fixtures/`` and are registered
 
 pytest_plugins: list[str] = [
     "tests.fixtures.common",
+    "tests.fixtures.synapse",
 ]
