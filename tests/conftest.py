@@ -6,4 +6,6 @@ Fixtures that start real services live in ``tests/fixtures/`` and are registered
 pytest_plugins: list[str] = [
     "tests.fixtures.common",
     "tests.fixtures.synapse",
+    "tests.fixtures.dockerd",
+    "tests.fixtures.k8s",
 ]

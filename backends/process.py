@@ -1,0 +1,363 @@
+"""Workers as local process groups: the embedded default when no container engine is configured.
+
+Each worker lives in a directory of its own under ``<data_dir>/<instance>/<name>/``: ``state.json``
+(mode 0600: it holds the spec, whose environment may carry secrets), ``worker.log`` (the
+process's stdout and stderr, appended across restarts) and ``work/``, the working directory.
+
+The process runs in a session of its own (``start_new_session``), so a stop signals the whole
+group: SIGTERM, then SIGKILL after a grace period. The pid *and* the process's start time are
+recorded: a bot that restarts adopts a worker only when both still match, because a bare pid can
+have been reused by an unrelated process. Children are started with ``asyncio``'s subprocess
+support, whose child watcher reaps them, so no exited worker lingers as a zombie.
+
+An update starts the new command beside the old one and waits a settle period; only a new
+process that is still alive replaces the old one. The attempt is recorded under ``next`` in the
+state file first, so a bot that dies mid-update either promotes the new process (the old one is
+already gone) or stops it (both run) on the next call. ``image`` means nothing here: it is
+recorded, hashed and reported like the other backends do, nothing more. Resources are recorded,
+not enforced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from backends.base import (
+    BackendRef,
+    ExecResult,
+    Resources,
+    WorkerSpec,
+    WorkerState,
+    WorkerStatus,
+    check_instance,
+    check_name,
+    object_name,
+    worker_labels,
+)
+from backends.errors import BackendError, Conflict, ExecTimeout, InvalidSpec, NotFound, UpdateFailed
+
+BACKEND = "process"
+_STATE = "state.json"
+_LOG = "worker.log"
+
+
+class ProcessBackend:
+    """Workers as process groups on this machine, with state under ``data_dir``.
+
+    ``default_command`` runs when a spec has no command (the reference agent, typically).
+    ``base_env`` is the only part of the bot's environment a worker sees, besides its own
+    ``env``: by default ``PATH`` alone, so the bot's secrets never leak into a worker.
+    """
+
+    name = BACKEND
+
+    def __init__(self, instance: str, data_dir: str | os.PathLike[str], *,
+                 default_command: Sequence[str] | None = None, base_env: Mapping[str, str] | None = None,
+                 stop_timeout: float = 10.0, settle_seconds: float = 1.0) -> None:
+        check_instance(BACKEND, instance)
+        self.instance = instance
+        self._root = Path(data_dir) / instance
+        self._default_command = list(default_command) if default_command else None
+        self._base_env = dict(base_env) if base_env is not None else {"PATH": os.environ.get("PATH", os.defpath)}
+        self._stop_timeout = stop_timeout
+        self._settle_seconds = settle_seconds
+        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    async def create(self, spec: WorkerSpec, *, replace: bool = False) -> BackendRef:
+        self._command(spec)
+        async with self._lock(spec.name):
+            state = await self._load(spec.name)
+            if state is None:
+                directory = self._dir(spec.name)
+                (directory / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
+                directory.chmod(0o700)
+                self._save(spec.name, {"spec": _spec_to_json(spec), "pid": None})
+                return BackendRef(BACKEND, spec.name, object_name(spec.name), str(self._dir(spec.name)),
+                                  spec.spec_hash, adopted=False)
+            found = _spec_from_json(state["spec"]).spec_hash
+            if found != spec.spec_hash:
+                if not replace:
+                    raise Conflict(BACKEND, f"worker {spec.name} exists with spec hash {found}, "
+                                            f"not {spec.spec_hash}")
+                await self._update_locked(spec.name, state, spec)
+        return BackendRef(BACKEND, spec.name, object_name(spec.name), str(self._dir(spec.name)),
+                          spec.spec_hash, adopted=True)
+
+    async def start(self, name: str) -> None:
+        check_name(BACKEND, name)
+        async with self._lock(name):
+            state = await self._require(name)
+            if self._alive(state):
+                return
+            spec = _spec_from_json(state["spec"])
+            state.update(await self._spawn(spec))
+            self._save(name, state)
+
+    async def stop(self, name: str) -> None:
+        check_name(BACKEND, name)
+        async with self._lock(name):
+            state = await self._require(name)
+            await self._terminate(state)
+            state["pid"] = None
+            self._save(name, state)
+
+    async def update(self, name: str, spec: WorkerSpec) -> None:
+        check_name(BACKEND, name)
+        if spec.name != name:
+            raise InvalidSpec(BACKEND, f"spec is for worker {spec.name}, not {name}")
+        self._command(spec)
+        async with self._lock(name):
+            state = await self._require(name)
+            await self._update_locked(name, state, spec)
+
+    async def delete(self, name: str) -> None:
+        check_name(BACKEND, name)
+        async with self._lock(name):
+            state = await self._load(name)
+            if state is not None:
+                await self._terminate(state)
+            await asyncio.to_thread(shutil.rmtree, self._dir(name), ignore_errors=True)
+
+    async def status(self, name: str) -> WorkerStatus:
+        check_name(BACKEND, name)
+        try:
+            state = _read_state(self._dir(name))
+        except FileNotFoundError:
+            return WorkerStatus(name, WorkerState.NOT_FOUND)
+        return await self._status_of(name, state)
+
+    async def exec(self, name: str, argv: Sequence[str], timeout: float) -> ExecResult:  # noqa: ASYNC109
+        check_name(BACKEND, name)
+        command = list(argv)
+        if not command or not all(isinstance(arg, str) for arg in command):
+            raise InvalidSpec(BACKEND, "exec needs a non-empty list of strings")
+        state = self._peek(name)
+        if not self._alive(state):
+            raise Conflict(BACKEND, f"worker {name} is not running")
+        spec = _spec_from_json(state["spec"])
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command, cwd=self._dir(name) / "work", env=self._env(name, spec), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        except OSError as exc:  # like a container engine: the command could not be run
+            return ExecResult(126, "", f"cannot run {command[0]!r}: {exc.strerror}\n")
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        except TimeoutError:
+            _signal_group(process.pid, signal.SIGKILL)
+            await process.wait()
+            raise ExecTimeout(BACKEND, f"command in worker {name} did not finish in {timeout:g}s; "
+                                       "it was killed") from None
+        return ExecResult(process.returncode or 0, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
+
+    async def logs(self, name: str, tail: int | None = None) -> str:
+        check_name(BACKEND, name)
+        self._peek(name)
+        log = self._dir(name) / _LOG
+        text = await asyncio.to_thread(lambda: log.read_bytes().decode(errors="replace") if log.exists() else "")
+        if tail is None:
+            return text
+        lines = text.splitlines(keepends=True)
+        return "".join(lines[-tail:]) if tail > 0 else ""
+
+    async def list(self) -> builtins.list[WorkerStatus]:
+        found = []
+        for directory in sorted(self._root.glob(f"*/{_STATE}")):
+            with suppress(FileNotFoundError):
+                found.append(await self._status_of(directory.parent.name, _read_state(directory.parent)))
+        return found
+
+    async def close(self) -> None:
+        """Forget the child handles; the workers keep running and a new instance adopts them."""
+        self._children.clear()
+
+    # -- processes ------------------------------------------------------------------------------
+
+    async def _spawn(self, spec: WorkerSpec) -> dict[str, Any]:
+        """Start ``spec``'s command; the state fields that identify the new process."""
+        directory = self._dir(spec.name)
+        with await asyncio.to_thread(open, directory / _LOG, "ab") as log:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *self._command(spec), cwd=directory / "work", env=self._env(spec.name, spec),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True)
+            except OSError as exc:
+                raise BackendError(BACKEND, f"cannot start worker {spec.name}: {exc.strerror}") from exc
+        self._children = {pid: child for pid, child in self._children.items() if child.returncode is None}
+        self._children[process.pid] = process
+        try:
+            create_time = psutil.Process(process.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = None  # exited already; status reports it
+        return {"pid": process.pid, "create_time": create_time,
+                "started_at": datetime.now(UTC).isoformat(), "exit_code": None}
+
+    def _alive(self, state: Mapping[str, Any]) -> bool:
+        """Whether the recorded process still runs: same pid *and* same start time, not a zombie."""
+        pid, create_time = state.get("pid"), state.get("create_time")
+        if pid is None or create_time is None:
+            return False
+        try:
+            process = psutil.Process(pid)
+            return bool(abs(process.create_time() - create_time) < 0.01
+                        and process.status() != psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return False
+
+    async def _terminate(self, state: Mapping[str, Any]) -> None:
+        """SIGTERM the worker's group (and a pending update's), SIGKILL after the grace period."""
+        for process in (state, state.get("next") or {}):
+            if not self._alive(process):
+                continue
+            pid = process["pid"]
+            _signal_group(pid, signal.SIGTERM)
+            await self._wait_while_alive(process, self._stop_timeout)
+            _signal_group(pid, signal.SIGKILL)  # the leader, if deaf to SIGTERM, and any straggler
+            await self._wait_while_alive(process, 5.0)
+
+    async def _wait_while_alive(self, process: Mapping[str, Any], timeout: float) -> None:  # noqa: ASYNC109
+        """Poll: an adopted worker is no child of ours, so nothing would tell us it exited."""
+        deadline = time.monotonic() + timeout
+        while self._alive(process) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    async def _update_locked(self, name: str, state: dict[str, Any], spec: WorkerSpec) -> None:
+        if _spec_from_json(state["spec"]).spec_hash == spec.spec_hash:
+            return
+        if not self._alive(state):
+            state.update({"spec": _spec_to_json(spec), "pid": None})
+            self._save(name, state)
+            return
+        state["next"] = {**await self._spawn(spec), "spec": _spec_to_json(spec)}
+        self._save(name, state)
+        await self._wait_while_alive(state["next"], self._settle_seconds)
+        pending = state.pop("next")
+        if not self._alive(pending):
+            self._save(name, state)
+            code = await self._exit_code(pending)
+            raise UpdateFailed(BACKEND, f"worker {name} kept its previous version: the new command exited"
+                                        + (f" with code {code}" if code is not None else ""))
+        await self._terminate(state)
+        state.update(pending)
+        self._save(name, state)
+
+    async def _exit_code(self, state: Mapping[str, Any]) -> int | None:
+        """The exit code of a dead worker this backend started (the watcher reports it a moment late)."""
+        child = self._children.get(state.get("pid") or -1)
+        if child is None:
+            return None
+        with suppress(TimeoutError):
+            await asyncio.wait_for(child.wait(), 1.0)
+        return child.returncode
+
+    async def _status_of(self, name: str, state: Mapping[str, Any]) -> WorkerStatus:
+        spec = _spec_from_json(state["spec"])
+        started = datetime.fromisoformat(state["started_at"]) if state.get("started_at") else None
+        if state.get("pid") is None:
+            return WorkerStatus(name, WorkerState.STOPPED, spec.image, spec.spec_hash, None, "stopped")
+        if self._alive(state):
+            return WorkerStatus(name, WorkerState.RUNNING, spec.image, spec.spec_hash, started, "")
+        code = await self._exit_code(state)
+        if code == 0:
+            return WorkerStatus(name, WorkerState.STOPPED, spec.image, spec.spec_hash, started, "exited with code 0")
+        detail = f"exited with code {code}" if code is not None else "exited (code unknown: started by another bot)"
+        return WorkerStatus(name, WorkerState.FAILED, spec.image, spec.spec_hash, started, detail)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        return self._root / name
+
+    def _command(self, spec: WorkerSpec) -> builtins.list[str]:
+        command = list(spec.command) if spec.command is not None else self._default_command
+        if command is None:
+            raise InvalidSpec(BACKEND, f"worker {spec.name} has no command and the backend no default command")
+        return command
+
+    def _env(self, name: str, spec: WorkerSpec) -> dict[str, str]:
+        return {**self._base_env, "HOME": str(self._dir(name) / "work"), **spec.env}
+
+    async def _load(self, name: str) -> dict[str, Any] | None:
+        """The worker's state, after settling an update a dead bot left half done."""
+        try:
+            state = _read_state(self._dir(name))
+        except FileNotFoundError:
+            return None
+        pending = state.pop("next", None)
+        if pending is not None:
+            if self._alive(pending) and not self._alive(state):
+                state.update(pending)
+            else:
+                await self._terminate({"pid": pending.get("pid"), "create_time": pending.get("create_time")})
+            self._save(name, state)
+        return state
+
+    def _peek(self, name: str) -> dict[str, Any]:
+        """The worker's state as recorded, for calls that change nothing (and so take no lock)."""
+        try:
+            return _read_state(self._dir(name))
+        except FileNotFoundError:
+            raise NotFound(BACKEND, f"worker {name} does not exist") from None
+
+    async def _require(self, name: str) -> dict[str, Any]:
+        state = await self._load(name)
+        if state is None:
+            raise NotFound(BACKEND, f"worker {name} does not exist")
+        return state
+
+    def _save(self, name: str, state: Mapping[str, Any]) -> None:
+        """Replace the state file atomically; it is private to the bot's user."""
+        path = self._dir(name) / _STATE
+        temporary = path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump({**state, "instance": self.instance, "labels": self._labels(state)}, file, sort_keys=True)
+        os.replace(temporary, path)
+
+    def _labels(self, state: Mapping[str, Any]) -> dict[str, str]:
+        return worker_labels(_spec_from_json(state["spec"]), self.instance)
+
+    @asynccontextmanager
+    async def _lock(self, name: str) -> AsyncIterator[None]:
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            yield
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _read_state(directory: Path) -> dict[str, Any]:
+    with open(directory / _STATE) as file:
+        state: dict[str, Any] = json.load(file)
+    return state
+
+
+def _spec_to_json(spec: WorkerSpec) -> dict[str, Any]:
+    return {"name": spec.name, "image": spec.image,
+            "command": list(spec.command) if spec.command is not None else None,
+            "env": dict(spec.env), "labels": dict(spec.labels),
+            "resources": spec.resources.as_dict() if spec.resources else None}
+
+
+def _spec_from_json(data: Mapping[str, Any]) -> WorkerSpec:
+    resources = Resources(**data["resources"]) if data.get("resources") else None
+    return WorkerSpec(data["name"], data["image"], data["command"], data["env"], data["labels"], resources)

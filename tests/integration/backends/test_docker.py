@@ -1,0 +1,191 @@
+"""What only the Docker backend promises: the docker-proxy policy, the container it makes, and an
+update that never leaves the worker without a container."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import docker
+import docker.types
+import pytest
+
+from backends.base import LABEL_INSTANCE, LABEL_SPEC_HASH, LABEL_WORKER, Resources, WorkerSpec, WorkerState
+from backends.docker import DockerBackend
+from backends.errors import Conflict, InvalidSpec, PolicyViolation, Unavailable, UpdateFailed
+from backends.policy import DockerPolicy
+from tests.fixtures.dockerd import DockerEngine
+from tests.integration.backends.conftest import WORKER_COMMAND, unique
+
+NOWHERE = "unix:///nonexistent/hiclaw/docker.sock"  # any engine call here fails with Unavailable
+
+
+@pytest.fixture
+async def backend(dockerd: DockerEngine) -> AsyncIterator[DockerBackend]:
+    backend = DockerBackend(unique("test-"), base_url=dockerd.base_url, settle_seconds=0.5, stop_timeout=2)
+    try:
+        yield backend
+    finally:
+        for status in await backend.list():
+            await backend.delete(status.name)
+        await backend.close()
+
+
+@pytest.fixture
+def engine(dockerd: DockerEngine) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=dockerd.base_url)
+    yield client
+    client.close()
+
+
+def worker(name: str, image: str = "hiclaw-test/busybox:1", **env: str) -> WorkerSpec:
+    return WorkerSpec(name, image, WORKER_COMMAND, env or {"GREETING": "hello"})
+
+
+@pytest.mark.parametrize(("options", "rule"), [
+    ({"network_mode": "host"}, "network mode 'host'"),
+    ({"create_options": {"privileged": True}}, "privileged"),
+    ({"create_options": {"volumes": {"/etc": {"bind": "/host-etc", "mode": "ro"}}}}, "bind mounts"),
+    ({"create_options": {"volumes": ["/var/run/docker.sock:/docker.sock"]}}, "bind mounts"),
+    ({"create_options": {"mounts": [docker.types.Mount("/host", "/", type="bind")]}}, "bind mounts"),
+    ({"create_options": {"cap_add": ["SYS_ADMIN"]}}, "SYS_ADMIN"),
+    ({"create_options": {"cap_add": ["CAP_NET_ADMIN", "chown"]}}, "NET_ADMIN"),
+    ({"create_options": {"cap_add": ["ALL"]}}, "ALL"),
+    ({"create_options": {"pid_mode": "host"}}, "PID mode 'host'"),
+    ({"network_mode": "container:other"}, "network mode"),
+])
+async def test_policy_refuses_before_any_engine_call(options: dict[str, Any], rule: str) -> None:
+    backend = DockerBackend("policy", base_url=NOWHERE, **options)
+    with pytest.raises(PolicyViolation) as refused:
+        await backend.create(worker("alice"))
+    assert rule in refused.value.rule
+    with pytest.raises(PolicyViolation):
+        await backend.update("alice", worker("alice"))
+    await backend.close()
+
+
+async def test_policy_refuses_foreign_registries() -> None:
+    backend = DockerBackend("policy", base_url=NOWHERE)
+    with pytest.raises(PolicyViolation, match=r"registry 'ghcr\.io' is not in the allowed registries"):
+        await backend.create(worker("alice", "ghcr.io/acme/worker:1"))
+    await backend.close()
+
+
+@pytest.mark.parametrize(("image", "policy", "options"), [
+    ("localhost:5000/worker:1", DockerPolicy(), {}),
+    ("127.0.0.1/worker:1", DockerPolicy(), {}),
+    ("registry-7.example.com/worker:1", DockerPolicy(allowed_registries=("registry-*.example.com",)), {}),
+    ("worker:1", DockerPolicy(allow_host_network=True), {"network_mode": "host"}),
+    ("worker:1", DockerPolicy(), {"create_options": {"volumes": {"worker-data": {"bind": "/data"}},
+                                                     "cap_add": ["NET_BIND_SERVICE"]}}),
+])
+async def test_policy_lets_the_allowed_through(image: str, policy: DockerPolicy, options: dict[str, Any]) -> None:
+    backend = DockerBackend("policy", base_url=NOWHERE, policy=policy, **options)
+    with pytest.raises(Unavailable):  # past the policy: the (absent) engine is reached
+        await backend.create(worker("alice", image))
+    await backend.close()
+
+
+def test_reserved_create_options_are_refused() -> None:
+    with pytest.raises(InvalidSpec, match="labels, name"):
+        DockerBackend("x", create_options={"name": "other", "labels": {}})
+
+
+async def test_an_unreachable_engine_is_transient() -> None:
+    backend = DockerBackend("nowhere", base_url=NOWHERE)
+    with pytest.raises(Unavailable) as failed:
+        await backend.status("alice")
+    assert failed.value.transient
+    await backend.close()
+
+
+async def test_the_container_it_makes(backend: DockerBackend, engine: docker.DockerClient) -> None:
+    spec = WorkerSpec(unique(), "hiclaw-test/busybox:1", WORKER_COMMAND, {"GREETING": "hi"}, {"team": "a"},
+                      Resources(cpu_limit="500m", memory_limit="64Mi", memory_request="32Mi"))
+    ref = await backend.create(spec)
+    container = engine.containers.get(f"hiclaw-worker-{spec.name}")
+    host = container.attrs["HostConfig"]
+    assert container.id == ref.external_id
+    assert (host["Init"], host["NetworkMode"], host["Privileged"]) == (True, "none", False)
+    assert (host["NanoCpus"], host["Memory"], host["MemoryReservation"]) == (5 * 10**8, 64 * 2**20, 32 * 2**20)
+    assert container.labels == {LABEL_WORKER: spec.name, LABEL_SPEC_HASH: spec.spec_hash,
+                                LABEL_INSTANCE: backend.instance, "team": "a"}
+    await backend.start(spec.name)
+    await backend.stop(spec.name)
+    container.reload()
+    assert container.attrs["State"]["ExitCode"] == 143  # the init forwarded SIGTERM: no 10 s wait, no SIGKILL
+
+
+async def test_update_replaces_the_container_under_the_same_name(backend: DockerBackend,
+                                                                 engine: docker.DockerClient) -> None:
+    name = unique()
+    old = await backend.create(worker(name))
+    await backend.start(name)
+    await backend.update(name, worker(name, "hiclaw-test/busybox:2"))
+    containers = engine.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
+    assert [c.name for c in containers] == [f"hiclaw-worker-{name}"]
+    assert containers[0].id != old.external_id
+    result = await backend.exec(name, ["sh", "-c", "echo $IMAGE_VERSION"], 10)
+    assert result.stdout == "2\n"
+
+
+async def test_failed_update_removes_the_new_container(backend: DockerBackend, engine: docker.DockerClient) -> None:
+    name = unique()
+    old = await backend.create(worker(name))
+    await backend.start(name)
+    with pytest.raises(UpdateFailed, match="exited with code 3"):
+        await backend.update(name, WorkerSpec(name, "hiclaw-test/busybox:2", ["sh", "-c", "exit 3"]))
+    with pytest.raises(UpdateFailed, match="could not create the new container"):
+        await backend.update(name, worker(name, "hiclaw-test/not-imported:1"))
+    containers = engine.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
+    assert [(c.id, c.status) for c in containers] == [(old.external_id, "running")]
+
+
+async def test_readiness_command_decides_an_update(dockerd: DockerEngine) -> None:
+    backend = DockerBackend(unique("test-"), base_url=dockerd.base_url, readiness_command=["test", "-f", "ready"],
+                            ready_timeout=1.0, stop_timeout=2)
+    name = unique()
+    try:
+        await backend.create(worker(name))
+        await backend.start(name)
+        never_ready = WorkerSpec(name, "hiclaw-test/busybox:2", WORKER_COMMAND, {"GREETING": "never"})
+        with pytest.raises(UpdateFailed, match="readiness command never succeeded"):
+            await backend.update(name, never_ready)
+        ready = WorkerSpec(name, "hiclaw-test/busybox:2", ["sh", "-c", "touch ready; exec sleep 600"])
+        await backend.update(name, ready)
+        assert (await backend.status(name)).spec_hash == ready.spec_hash
+    finally:
+        await backend.delete(name)
+        await backend.close()
+
+
+async def test_an_interrupted_update_is_finished_by_the_next_call(backend: DockerBackend,
+                                                                 engine: docker.DockerClient) -> None:
+    """The bot died after removing the old container and before renaming the new one."""
+    name = unique()
+    await backend.create(worker(name))
+    new_spec = worker(name, "hiclaw-test/busybox:2")
+    engine.containers.get(f"hiclaw-worker-{name}").remove(force=True)
+    labels = {LABEL_WORKER: name, LABEL_SPEC_HASH: new_spec.spec_hash, LABEL_INSTANCE: backend.instance}
+    engine.containers.run("hiclaw-test/busybox:2", WORKER_COMMAND, name=f"hiclaw-worker-{name}.next", labels=labels,
+                          init=True, network_mode="none", detach=True)
+    assert (await backend.status(name)).spec_hash == new_spec.spec_hash  # observed, not yet moved
+    await backend.start(name)  # a call that changes the worker finishes the rename
+    assert [c.name for c in engine.containers.list(filters={"label": f"{LABEL_WORKER}={name}"})] == [
+        f"hiclaw-worker-{name}"]
+    assert (await backend.status(name)).state == WorkerState.RUNNING
+
+
+async def test_another_instances_container_is_not_ours(backend: DockerBackend, dockerd: DockerEngine) -> None:
+    other = DockerBackend(unique("other-"), base_url=dockerd.base_url)
+    name = unique()
+    await other.create(worker(name))
+    try:
+        for call in (lambda: backend.create(worker(name)), lambda: backend.start(name), lambda: backend.delete(name),
+                     lambda: backend.status(name)):
+            with pytest.raises(Conflict, match="another bot instance"):
+                await call()
+        assert await backend.list() == []
+    finally:
+        await other.delete(name)
+        await other.close()

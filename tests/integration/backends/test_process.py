@@ -1,0 +1,160 @@
+"""What only the process backend promises: a restarted bot adopts its workers (and only them),
+nothing of the bot's environment leaks in, stops escalate, and nothing is left as a zombie."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from backends.base import WorkerSpec, WorkerState
+from backends.errors import InvalidSpec
+from backends.process import ProcessBackend
+from tests.integration.backends.conftest import WORKER_COMMAND, eventually, unique
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[ProcessBackend]:
+    backend = ProcessBackend("bot", tmp_path, settle_seconds=0.3, stop_timeout=2)
+    try:
+        yield backend
+    finally:
+        for status in await backend.list():
+            await backend.delete(status.name)
+        await backend.close()
+
+
+def worker(name: str, command: list[str] | None = WORKER_COMMAND, **env: str) -> WorkerSpec:
+    return WorkerSpec(name, "recorded-only:1", command, env or {"GREETING": "hello"})
+
+
+def state(backend: ProcessBackend, name: str) -> dict[str, object]:
+    return dict(json.loads((backend._root / name / "state.json").read_text()))
+
+
+def no_zombie_children() -> bool:
+    return all(child.status() != psutil.STATUS_ZOMBIE for child in psutil.Process().children(recursive=True))
+
+
+async def test_a_restarted_bot_adopts_running_workers(tmp_path: Path, backend: ProcessBackend) -> None:
+    name = unique()
+    await backend.create(worker(name))
+    await backend.start(name)
+    before = await backend.status(name)
+    await backend.close()
+
+    restarted = ProcessBackend("bot", tmp_path, stop_timeout=2)
+    after = await restarted.status(name)
+    assert (after.state, after.started_at, after.spec_hash) == (WorkerState.RUNNING, before.started_at,
+                                                                before.spec_hash)
+    assert (await restarted.create(worker(name))).adopted
+    await restarted.start(name)  # already running: no second process
+    assert state(restarted, name)["pid"] == state(backend, name)["pid"]
+    pid = int(str(state(restarted, name)["pid"]))
+    await restarted.stop(name)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_a_reused_pid_is_not_adopted(backend: ProcessBackend) -> None:
+    """Same pid, other start time: some other process now has the pid. Never signal it."""
+    name = unique()
+    await backend.create(worker(name))
+    await backend.start(name)
+    path = backend._root / name / "state.json"
+    genuine = path.read_text()
+    forged = json.loads(genuine)
+    forged["create_time"] -= 1000
+    path.write_text(json.dumps(forged))
+    assert (await backend.status(name)).state == WorkerState.FAILED
+    await backend.stop(name)  # must not touch the process behind that pid
+    assert psutil.Process(forged["pid"]).is_running()
+    path.write_text(genuine)
+    await backend.stop(name)
+    assert (await backend.status(name)).state == WorkerState.STOPPED
+
+
+async def test_state_is_private_and_the_bot_environment_does_not_leak(backend: ProcessBackend,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HICLAW_BOT_SECRET", "bot-only")
+    name = unique()
+    await backend.create(worker(name, TOKEN="worker-token"))
+    await backend.start(name)
+    directory = backend._root / name
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((directory / "state.json").stat().st_mode) == 0o600
+    result = await backend.exec(name, ["sh", "-c", "echo ${HICLAW_BOT_SECRET:-absent} $TOKEN; pwd"], 5)
+    assert result.stdout == f"absent worker-token\n{directory / 'work'}\n"
+
+
+async def test_stop_escalates_to_sigkill_and_reaps(tmp_path: Path) -> None:
+    backend = ProcessBackend("bot", tmp_path, stop_timeout=0.3)
+    name = unique()
+    deaf = ["sh", "-c", "trap '' TERM; echo deaf; while true; do sleep 0.1; done"]
+    await backend.create(worker(name, deaf))
+    await backend.start(name)
+    pid = int(str(state(backend, name)["pid"]))
+    await backend.stop(name)
+    assert (await backend.status(name)).state == WorkerState.STOPPED
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    await backend.delete(name)
+    assert no_zombie_children()
+
+
+async def test_a_crashed_worker_is_failed_with_its_exit_code(backend: ProcessBackend) -> None:
+    name = unique()
+    await backend.create(worker(name, ["sh", "-c", "exit 5"]))
+    await backend.start(name)
+    status = await eventually(lambda: backend.status(name), lambda found: found.state != WorkerState.RUNNING)
+    assert (status.state, status.detail) == (WorkerState.FAILED, "exited with code 5")
+    await backend.start(name)  # a failed worker can be started again
+
+
+async def test_default_command(tmp_path: Path) -> None:
+    backend = ProcessBackend("bot", tmp_path, default_command=[sys.executable, "-c", "print('default')"])
+    name = unique()
+    await backend.create(worker(name, None))
+    await backend.start(name)
+    assert await eventually(lambda: backend.logs(name), lambda text: bool(text)) == "default\n"
+    status = await eventually(lambda: backend.status(name), lambda found: found.state != WorkerState.RUNNING)
+    assert (status.state, status.detail) == (WorkerState.STOPPED, "exited with code 0")
+    with pytest.raises(InvalidSpec, match="no command"):
+        await ProcessBackend("bare", tmp_path).create(worker(unique(), None))
+    await backend.delete(name)
+
+
+async def test_an_interrupted_update_is_settled(tmp_path: Path, backend: ProcessBackend) -> None:
+    """The bot died during an update's settle period: with the old process gone the new one is
+    promoted; with both alive the new one is stopped."""
+    name = unique()
+    await backend.create(worker(name))
+    await backend.start(name)
+    new = worker(name, GREETING="bonjour")
+    for old_alive in (False, True):
+        record = state(backend, name)
+        pending = await asyncio.create_subprocess_exec("sleep", "600", start_new_session=True)
+        record["next"] = {"pid": pending.pid, "create_time": psutil.Process(pending.pid).create_time(),
+                          "started_at": record["started_at"], "exit_code": None,
+                          "spec": {"name": name, "image": new.image, "command": list(WORKER_COMMAND),
+                                   "env": dict(new.env), "labels": {}, "resources": None}}
+        if not old_alive:
+            os.killpg(int(str(record["pid"])), signal.SIGKILL)
+        (backend._root / name / "state.json").write_text(json.dumps(record))
+        restarted = ProcessBackend("bot", tmp_path, stop_timeout=2)
+        await restarted.start(name)
+        status = await restarted.status(name)
+        if old_alive:
+            assert await asyncio.wait_for(pending.wait(), 5) is not None
+            assert status.spec_hash == worker(name).spec_hash
+        else:
+            assert (state(restarted, name)["pid"], status.spec_hash) == (pending.pid, new.spec_hash)
+            await restarted.update(name, worker(name))  # back to the original spec for the second round
+            await asyncio.wait_for(pending.wait(), 5)
+        assert "next" not in state(restarted, name)
