@@ -174,3 +174,21 @@ async def wait_for_pod(core: Any, ok: Any) -> Any:
     pods = await wait_for(lambda: core.list_namespaced_pod(NS, label_selector="app=web"),
                           lambda found: any(ok(p) for p in found.items))
     return next(p for p in pods.items if ok(p))
+
+
+async def test_exec_negotiates_v5_when_offered(fake: tuple[FakeKubeApiServer, Any, Any]) -> None:
+    """The official sync client offers v5 first; the fake must speak it as a real kubelet does."""
+    server, apps, core = fake
+    await apps.create_namespaced_deployment(NS, DEPLOYMENT)
+    pod = await wait_for_pod(core, lambda p: p.status.container_statuses and p.status.container_statuses[0].ready)
+    url = (f"{server.url}/api/v1/namespaces/{NS}/pods/{pod.metadata.name}/exec"
+           "?command=sh&command=-c&command=echo%20v5%3B%20exit%202&stdout=true&stderr=true")
+    frames: list[bytes] = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            url, protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"),
+            headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+        assert ws.protocol == "v5.channel.k8s.io"
+        frames = [message.data async for message in ws if message.type == aiohttp.WSMsgType.BINARY]
+    assert frames[0] == b"\x01v5\n"
+    status = json.loads(frames[-1][1:])
+    assert (frames[-1][0], status["reason"], status["details"]["causes"][0]["message"]) == (3, "NonZeroExitCode", "2")
