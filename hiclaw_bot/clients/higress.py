@@ -1,0 +1,437 @@
+"""Client for the Higress console: gateway consumers and their authorization on AI routes and MCP servers.
+
+The console is not a plain CRUD API, and the HiClaw and AgentTeams clients lost updates by treating
+it as one (``shared/reference/higress-console.md`` §1, §8). What this client does about it:
+
+* **Create is an upsert.** ``POST /v1/consumers`` never answers "exists"; its 409 is a lost write on
+  the shared WasmPlugin. So :meth:`HigressClient.ensure_consumer` always verifies with a GET.
+* **Allow lists are replaced whole.** Authorizing means GET the AI route, edit
+  ``authConfig.allowedConsumers``, PUT it back with the ``version`` read. Writers in this process
+  are serialised per route, and the changes queued while a PUT is in flight are *batched* into the
+  next one: 50 concurrent authorizations cost two PUTs, not fifty, and cannot overwrite each other.
+* **A 409 may have been applied anyway** (console bug #744: the data-plane list is rewritten before
+  the version check fails). So every 409 is followed by a fresh GET and another PUT until the console
+  shows our list; giving up would leave the data plane in a stale writer's state.
+* **The session cookie never expires by time**; a 401 means the password or the console's secret
+  changed. The client logs in again once (initialising a fresh console first) and repeats the call.
+
+Secrets (the console password, gateway keys) never reach a log line, an exception or a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Self
+from urllib.parse import quote
+
+import aiohttp
+
+from hiclaw_bot.clients.errors import (
+    ClientError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    TransientClientError,
+    UnauthorizedError,
+)
+
+__all__ = ["AiRoute", "ConsumerInUseError", "HigressClient", "HigressStats", "Targets"]
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = "higress"
+COOKIE = "_hi_sess"
+Targets = Literal["all"] | Sequence[str]
+"""Which AI routes or MCP servers a call applies to: every one the console lists, or these names."""
+
+
+class ConsumerInUseError(ConflictError):
+    """The console refuses to delete a consumer that an allow list still names: deauthorize first."""
+
+
+@dataclass(frozen=True)
+class AiRoute:
+    """What the bot needs to know of an AI route."""
+
+    name: str
+    version: str | None
+    auth_enabled: bool
+    allowed_consumers: tuple[str, ...]
+
+
+@dataclass
+class HigressStats:
+    """Counters for benchmarks and tests: how much work the authorizations took."""
+
+    puts: int = 0
+    conflicts: int = 0
+    retries: int = 0
+    logins: int = 0
+
+
+@dataclass
+class _Change:
+    consumer: str
+    add: bool
+    done: asyncio.Future[None]
+
+
+class _RouteQueue:
+    """The changes waiting for one AI route, and the lock that makes one writer at a time."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.pending: list[_Change] = []
+
+
+class HigressClient:
+    """An aiohttp client for one Higress console. Use as ``async with HigressClient(...) as gw``."""
+
+    def __init__(self, url: str, username: str, password: str, *, timeout: float = 10.0,
+                 max_attempts: int = 8, backoff: float = 0.05) -> None:
+        self.url = url.rstrip("/")
+        self.username = username
+        self._password = password
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._http: aiohttp.ClientSession | None = None
+        self._cookie: str | None = None
+        self._login_lock = asyncio.Lock()
+        self._routes: dict[str, _RouteQueue] = {}
+        self.stats = HigressStats()
+
+    def __repr__(self) -> str:
+        return f"HigressClient(url={self.url!r}, username={self.username!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # ---- consumers
+
+    async def ensure_consumer(self, name: str, key: str) -> None:
+        """Create or update consumer ``name`` with bearer ``key``, and verify that the console holds it."""
+        body = {"name": name, "credentials": [{"type": "key-auth", "source": "BEARER", "values": [key]}]}
+        for attempt in range(1, self._max_attempts + 1):
+            # A 409 is a concurrent write to the shared WasmPlugin: ours may be lost, the GET decides.
+            with contextlib.suppress(ConflictError):
+                await self._call("POST", "/v1/consumers", payload=body, secrets=(key,))
+            with contextlib.suppress(NotFoundError):
+                if key in await self._consumer_keys(name):
+                    return
+            if attempt < self._max_attempts:
+                self.stats.retries += 1
+                await self._sleep(attempt)
+        raise ConflictError(SYSTEM, f"consumer {name} does not hold its key after {self._max_attempts} writes")
+
+    async def _consumer_keys(self, name: str) -> set[str]:
+        data = await self._get_data(f"/v1/consumers/{quote(name, safe='')}")
+        return {v for cred in data.get("credentials") or [] for v in cred.get("values") or []}
+
+    async def delete_consumer(self, name: str) -> None:
+        """Delete consumer ``name``; a missing one is success. Deauthorize it everywhere first."""
+        try:
+            await self._call("DELETE", f"/v1/consumers/{quote(name, safe='')}")
+        except TransientClientError as exc:
+            if exc.status == 500 and "still in use" in exc.message:
+                raise ConsumerInUseError(SYSTEM, exc.message, status=500) from None
+            raise
+        logger.info("Higress consumer %s deleted", name)
+
+    async def list_consumers(self) -> list[str]:
+        return [c["name"] for c in await self._get_data("/v1/consumers") or []]
+
+    # ---- AI routes
+
+    async def list_ai_routes(self) -> list[AiRoute]:
+        return [_ai_route(r) for r in await self._get_data("/v1/ai/routes") or []]
+
+    async def route_allow_lists(self) -> dict[str, tuple[str, ...]]:
+        """Every AI route's allowed consumers, as the console shows them (for the orphan sweep)."""
+        return {r.name: r.allowed_consumers for r in await self.list_ai_routes()}
+
+    async def authorize(self, consumer: str, routes: Targets = "all") -> list[str]:
+        """Add ``consumer`` to the allow list of ``routes``; returns the route names."""
+        names = await self._ai_route_names(routes)
+        await _all(self._change(name, consumer, add=True) for name in names)
+        logger.info("Higress consumer %s authorized on AI routes %s", consumer, names)
+        return names
+
+    async def deauthorize(self, consumer: str, routes: Targets = "all") -> list[str]:
+        """Remove ``consumer`` from the allow list of ``routes``; a missing route counts as done."""
+        names = await self._ai_route_names(routes)
+        await _all(self._change(name, consumer, add=False) for name in names)
+        logger.info("Higress consumer %s deauthorized on AI routes %s", consumer, names)
+        return names
+
+    async def _ai_route_names(self, routes: Targets) -> list[str]:
+        wanted = _explicit(routes)
+        return [r.name for r in await self.list_ai_routes()] if wanted is None else wanted
+
+    async def _change(self, route: str, consumer: str, *, add: bool) -> None:
+        """Queue one change; whoever holds the route's lock next writes every queued change at once."""
+        queue = self._routes.setdefault(route, _RouteQueue())
+        change = _Change(consumer, add, asyncio.get_running_loop().create_future())
+        queue.pending.append(change)
+        try:
+            async with queue.lock:
+                if not change.done.done():
+                    batch, queue.pending = queue.pending, []
+                    await self._write_batch(route, queue, batch, change)
+            await change.done
+        except NotFoundError:
+            if add:
+                raise  # removing a consumer from a route that is gone is success
+        except asyncio.CancelledError:
+            change.done.cancel()
+            if change in queue.pending:
+                queue.pending.remove(change)
+            raise
+
+    async def _write_batch(self, route: str, queue: _RouteQueue, batch: list[_Change], own: _Change) -> None:
+        others = [c for c in batch if c is not own]
+        try:
+            await self._write_route(route, batch)
+        except asyncio.CancelledError:
+            queue.pending.extend(c for c in others if not c.done.done())  # the next lock holder writes them
+            raise
+        except BaseException as exc:
+            for change in others:
+                if not change.done.done():
+                    change.done.set_exception(exc)
+            raise
+        for change in batch:
+            if not change.done.done():
+                change.done.set_result(None)
+
+    async def _write_route(self, route: str, batch: list[_Change]) -> None:
+        """GET, edit the allow list, PUT with the version read; on 409 or a lost answer, start over."""
+        path = f"/v1/ai/routes/{quote(route, safe='')}"
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                data = await self._get_data(path)
+                auth = data.setdefault("authConfig", {})
+                current = list(auth.get("allowedConsumers") or [])
+                desired = _edited(current, batch)
+                if desired == current:
+                    return
+                auth["allowedConsumers"] = desired
+                if not auth.get("enabled"):
+                    logger.warning("AI route %s has key-auth disabled: its allow list has no effect", route)
+                self.stats.puts += 1
+                written = _ai_route(await self._call("PUT", path, payload=data)).allowed_consumers
+                if _edited(written, batch) == list(written):  # every queued change is in what was stored
+                    return
+            except ConflictError:
+                self.stats.conflicts += 1  # perhaps applied to the data plane already (#744): write again
+            except TransientClientError:
+                if attempt == self._max_attempts:
+                    raise
+            if attempt < self._max_attempts:
+                self.stats.retries += 1
+                await self._sleep(attempt)
+        raise ConflictError(SYSTEM, f"AI route {route}: still conflicting after {self._max_attempts} writes",
+                            status=409)
+
+    # ---- MCP servers
+
+    async def list_mcp_servers(self) -> list[str]:
+        return [s["name"] for s in await self._get_data("/v1/mcpServer") or []]
+
+    async def mcp_allow_lists(self, servers: Targets = "all") -> dict[str, tuple[str, ...]]:
+        """The consumers allowed on each MCP server (the list endpoint omits them; this asks per server)."""
+        names = await self._mcp_names(servers)
+        result: dict[str, tuple[str, ...]] = {}
+        for name in names:
+            items = await self._get_data("/v1/mcpServer/consumers", params={"mcpServerName": name}) or []
+            result[name] = tuple(i["consumerName"] for i in items)
+        return result
+
+    async def authorize_mcp(self, consumer: str, servers: Targets = "all") -> list[str]:
+        """Allow ``consumer`` on MCP ``servers`` (the console merges: no version, no lost update)."""
+        names = await self._mcp_names(servers)
+        for name in names:
+            body = {"mcpServerName": name, "consumers": [consumer]}
+            await self._call("PUT", "/v1/mcpServer/consumers", payload=body)
+        logger.info("Higress consumer %s authorized on MCP servers %s", consumer, names)
+        return names
+
+    async def deauthorize_mcp(self, consumer: str, servers: Targets = "all") -> list[str]:
+        """Remove ``consumer`` from MCP ``servers``; servers that no longer exist are skipped."""
+        existing = await self.list_mcp_servers()
+        wanted = _explicit(servers)
+        names = [n for n in existing if wanted is None or n in wanted]
+        for name in names:
+            body = {"mcpServerName": name, "consumers": [consumer]}
+            await self._call("DELETE", "/v1/mcpServer/consumers", payload=body)
+        logger.info("Higress consumer %s deauthorized on MCP servers %s", consumer, names)
+        return names
+
+    async def _mcp_names(self, servers: Targets) -> list[str]:
+        existing = await self.list_mcp_servers()
+        wanted = _explicit(servers)
+        if wanted is None:
+            return existing
+        missing = sorted(set(wanted) - set(existing))
+        if missing:
+            raise NotFoundError(SYSTEM, f"MCP servers not found: {', '.join(missing)}", status=404)
+        return wanted
+
+    # ---- transport
+
+    async def _sleep(self, attempt: int) -> None:
+        await asyncio.sleep(min(1.0, self._backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+
+    async def _get_data(self, path: str, params: dict[str, str] | None = None) -> Any:
+        envelope = await self._call("GET", path, params=params)
+        return envelope.get("data") if isinstance(envelope, dict) else None
+
+    async def _call(self, method: str, path: str, *, payload: Any = None, params: dict[str, str] | None = None,
+                    secrets: Sequence[str] = ()) -> Any:
+        """One console call; on 401/403 log in again once and repeat it (the console applied nothing)."""
+        used = self._cookie
+        for relogin in (False, True):
+            if used is None or relogin:
+                await self._login(stale=used)
+            used = self._cookie
+            reply = await self._send(method, path, payload=payload, params=params, cookie=used)
+            if reply.status not in (401, 403):
+                break
+        if reply.status >= 400:
+            raise _error(method, path, reply, (*secrets, self._password))
+        return reply.body
+
+    async def _send(self, method: str, path: str, *, payload: Any = None, params: dict[str, str] | None = None,
+                    cookie: str | None = None) -> _Reply:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar())
+        headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
+        try:
+            async with self._http.request(method, self.url + path, json=payload, params=params,
+                                          headers=headers) as response:
+                raw = await response.read()
+                morsel = response.cookies.get(COOKIE)
+                retry_after = response.headers.get("Retry-After", "")
+                return _Reply(response.status, _parse(raw), float(retry_after) if retry_after.isdigit() else None,
+                              morsel.value if morsel is not None else None)
+        except TimeoutError:
+            raise TransientClientError(SYSTEM, f"{method} {path}: timed out") from None
+        except aiohttp.ClientError as exc:
+            raise TransientClientError(SYSTEM, f"{method} {path}: {type(exc).__name__}") from None
+
+    async def _login(self, *, stale: str | None) -> None:
+        """Log in unless another task already replaced the ``stale`` cookie; initialise a fresh console."""
+        async with self._login_lock:
+            if self._cookie is not None and self._cookie != stale:
+                return
+            self._cookie = None
+            credentials = {"username": self.username, "password": self._password}
+            user = {"name": self.username, "password": self._password, "displayName": self.username}
+            for step in ("login", "init", "login"):
+                if step == "init":
+                    reply = await self._send("POST", "/system/init", payload={"adminUser": user})
+                    if reply.status == 400:  # 500 "already initialized" is expected on a console set up before
+                        raise _error("POST", "/system/init", reply, (self._password,))
+                    continue
+                self.stats.logins += 1
+                reply = await self._send("POST", "/session/login", payload=credentials)
+                if reply.status < 400 and reply.cookie:
+                    self._cookie = reply.cookie
+                    return
+                if reply.status != 401:
+                    raise _error("POST", "/session/login", reply, (self._password,))
+            raise UnauthorizedError(SYSTEM, f"login as {self.username} was rejected", status=401)
+
+
+class _Reply(NamedTuple):
+    status: int
+    body: Any
+    retry_after: float | None
+    cookie: str | None
+
+
+def _parse(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+async def _all(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the calls concurrently and let each finish; then raise the first failure, unwrapped."""
+    for result in await asyncio.gather(*calls, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _explicit(targets: Targets) -> list[str] | None:
+    """``None`` for "all", else the names (a lone name string is refused, not split into letters)."""
+    if isinstance(targets, str):
+        if targets != "all":
+            raise TypeError(f"targets must be 'all' or a sequence of names, not {targets!r}")
+        return None
+    return list(targets)
+
+
+def _edited(current: Sequence[str], batch: Sequence[_Change]) -> list[str]:
+    """``current`` with the batch applied in order; adds keep the list's order and never duplicate."""
+    result = list(current)
+    for change in batch:
+        if change.add and change.consumer not in result:
+            result.append(change.consumer)
+        elif not change.add and change.consumer in result:
+            result.remove(change.consumer)
+    return result
+
+
+def _ai_route(data: Any) -> AiRoute:
+    auth = (data.get("authConfig") if isinstance(data, dict) else None) or {}
+    return AiRoute(name=data["name"], version=data.get("version"), auth_enabled=bool(auth.get("enabled")),
+                   allowed_consumers=tuple(auth.get("allowedConsumers") or ()))
+
+
+def _error(method: str, path: str, reply: _Reply, secrets: Sequence[str]) -> ClientError:
+    """Map a console answer to the client error tree. The console's message names a Java exception."""
+    status = reply.status
+    message = reply.body.get("message") if isinstance(reply.body, dict) else None
+    detail = ""
+    if isinstance(message, str) and message:
+        exception, _, text = message.partition(": ")
+        detail = f"{exception.rsplit('.', 1)[-1]}: {text}" if text else message
+        for secret in secrets:
+            detail = detail.replace(secret, "***")
+    text = f"{method} {path} answered {status}" + (f" ({detail})" if detail else "")
+    kind: type[ClientError]
+    if status == 400:
+        kind = InvalidRequestError
+    elif status in (401, 403):
+        kind = UnauthorizedError
+    elif status == 404 or "NotFoundException" in detail:
+        kind = NotFoundError
+    elif status == 409:
+        kind = ConflictError
+    elif status >= 500 and ("IllegalArgumentException" in detail or "ValidationException" in detail):
+        kind = InvalidRequestError  # the console throws some validation failures as 500
+    elif status >= 500 or status == 429:
+        kind = TransientClientError
+    else:
+        kind = InvalidRequestError
+    return kind(SYSTEM, text, status=status, retry_after=reply.retry_after)
