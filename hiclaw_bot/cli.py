@@ -99,6 +99,35 @@ def run(config_path: Path) -> None:
 
 
 @main.command()
+@CONFIG_OPTION
+@click.argument("text")
+@click.option("--user", "user_id", help="Send as this Matrix user (default: the first admin of the config).")
+@click.option("--password", envvar="HICLAW_SAY_PASSWORD", help="Its password (default: matrix.admin_password).")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the final answer.")
+def say(config_path: Path, text: str, user_id: str | None, password: str | None, timeout: float) -> None:
+    """Send TEXT to the bot in a direct message and print its answers until the final one."""
+    # Imported here: the Matrix client library is slow to import, and only this command needs it.
+    from hiclaw_bot.chat.say import BotMessage, SayError
+    from hiclaw_bot.chat.say import say as talk
+
+    config = _load(config_path)
+
+    def show(message: BotMessage) -> None:
+        label = "[dim]updated[/dim]" if message.edited else ("[bold]bot[/bold]" if message.final else "[dim]bot[/dim]")
+        console.print(label)
+        console.print(message.text, markup=False, highlight=False)
+
+    try:
+        finished = asyncio.run(talk(config, text, user_id=user_id, password=password, within=timeout, show=show))
+    except SayError as exc:
+        errors.print(f"[red]say failed[/red]: {exc}")
+        sys.exit(1)
+    if not finished:
+        errors.print(f"no final answer within {timeout:.0f} s")
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".dev"), show_default=True)
 def dev(data_dir: Path) -> None:
     """Start the embedded local stack (Synapse, object store, gateway simulator) and the bot."""

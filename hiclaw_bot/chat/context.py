@@ -1,0 +1,133 @@
+"""What a command handler gets: the parsed command, who sent it, and the few ways to act.
+
+A handler reads its arguments (``ctx.args.get("name", str)``), may look at the store, and does one
+of two things:
+
+* starts an operation with :meth:`CommandContext.start`, which records it in the *same transaction*
+  that marks the Matrix event processed and writes the audit row, so a crash can neither lose the
+  command nor run it twice; its progress message then answers the command, and the handler
+  usually returns None;
+* or answers directly by returning a :class:`~hiclaw_bot.chat.replies.Reply` (lists, status);
+  the dispatcher marks the event in its own transaction before it sends the answer.
+
+Handlers never send messages themselves and never catch errors they cannot explain: the
+dispatcher turns ``SubjectBusy`` and other engine refusals into answers, and anything else into a
+short apology with a reference id (the details go to the log only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from hiclaw_bot.chat.arguments import Args
+from hiclaw_bot.chat.permissions import Actor
+from hiclaw_bot.chat.registry import Command
+from hiclaw_bot.chat.replies import JsonDict, Reply, relation_to
+from hiclaw_bot.chat.resolve import Resolver
+from hiclaw_bot.config import Config
+from hiclaw_bot.engine import Engine, Submission
+from hiclaw_bot.types import EventId, RoomId, UserId
+from storage import Operation, Store, Tx
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A text message, reduced to what the command layer needs (no Matrix library types)."""
+
+    room_id: RoomId
+    event_id: EventId
+    sender: UserId
+    body: str
+    formatted_body: str | None = None
+    content: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    age: float = 0.0
+    """Seconds since the homeserver received the message."""
+
+    @property
+    def answer_relation(self) -> JsonDict:
+        """Where answers go: this message's thread, or a reply to it."""
+        return relation_to(self.event_id, self.content)
+
+
+class AlreadyHandled(Exception):
+    """The event was marked processed by someone else first: do nothing, say nothing."""
+
+
+@dataclass(eq=False)
+class EventState:
+    """Shared by the contexts of one event (a ``!confirm`` runs a second command for it)."""
+
+    sync_token: str | None = None
+    """A sync token to store in the same transaction as the event's mark (see ``Bot``)."""
+    marked: bool = False
+    reporting: bool = False
+    """An operation's progress reporter answers this event: direct replies to it are not final."""
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the dispatcher's own answer is out: progress reports wait for it, to come after it."""
+
+
+class Host(Protocol):
+    """The dispatcher, as seen by a context."""
+
+    async def mark_with_op(self, ctx: CommandContext, tx: Tx, op_id: int) -> None: ...
+    def follow(self, ctx: CommandContext, op: Operation) -> None: ...
+    async def rerun(self, ctx: CommandContext, text: str) -> Reply | None: ...
+
+
+class CommandContext:
+    """One run of one command; see the module docstring."""
+
+    def __init__(self, *, command: Command, args: Args, argv: tuple[str, ...], actor: Actor, message: Incoming,
+                 config: Config, store: Store, engine: Engine, resolver: Resolver, host: Host,
+                 state: EventState, confirmed: bool) -> None:
+        self.command = command
+        self.args = args
+        self.argv = argv
+        """Raw words after ``--`` (empty when none were given)."""
+        self.actor = actor
+        self.message = message
+        self.config = config
+        self.store = store
+        self.engine = engine
+        self.resolver = resolver
+        self.confirmed = confirmed
+        """True when the command runs after a ``!confirm``."""
+        self.state = state
+        self._host = host
+
+    @property
+    def sender(self) -> UserId:
+        return self.message.sender
+
+    @property
+    def room_id(self) -> RoomId:
+        return self.message.room_id
+
+    async def start(self, kind: str, subject: str, params: dict[str, Any] | None = None, *,
+                    when_busy: Literal["refuse", "queue"] = "refuse") -> Submission:
+        """Submit an operation for this command and report its progress in this room.
+
+        Raises ``SubjectBusy`` (the dispatcher answers it) when another operation holds ``subject``.
+        """
+        host = self._host
+
+        async def same_transaction(tx: Tx, op_id: int) -> None:
+            await host.mark_with_op(self, tx, op_id)
+
+        submission = await self.engine.submit(kind, subject, params, actor=self.sender, room_id=self.room_id,
+                                              source_event_id=self.message.event_id, when_busy=when_busy,
+                                              same_transaction=same_transaction)
+        self.state.marked = True
+        self._host.follow(self, submission.op)
+        return submission
+
+    def follow(self, op: Operation) -> None:
+        """Report the progress of an existing operation (after a retry or an abort) in this room."""
+        self._host.follow(self, op)
+
+    async def run_confirmed(self, text: str) -> Reply | None:
+        """Run a stored command line (after ``!confirm``), permissions checked again."""
+        return await self._host.rerun(self, text)

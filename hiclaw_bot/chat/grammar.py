@@ -1,0 +1,174 @@
+"""The command grammar: which messages are commands, and how a command line splits into words.
+
+A command is ``!noun verb args…`` at the start of a message, or the same after a mention of the bot,
+because Team Leader agents address the bot by name in busy team rooms: ``@hiclaw-bot: !worker wake
+alice``, ``HiClaw: !worker wake alice`` (the display-name form most clients type), or an HTML pill
+``<a href="https://matrix.to/#/@hiclaw-bot:…">…</a>`` in ``formatted_body``. A reply's quoted
+fallback (``> <@alice:…> …``) is dropped first, so answering a message with a command works.
+
+Splitting is shell-like (``"two words"``, ``'single'``, ``\\"`` escapes, and the curly quotes phone
+keyboards substitute), but unlike :func:`shlex.split` it never raises: a message is typed by a
+person, and every mistake must come back as a usage answer, not as an exception. Everything after a
+bare ``--`` is raw argv, split the same way but never read as options
+(``!worker exec alice -- ls -la``).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+PREFIX = "!"
+
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u2018": "\u2019", "\u2019": "\u2019",
+           "\u201e": "\u201c"}
+"""Opening quote → the character that closes it (phone keyboards type curly quotes)."""
+_PILL = re.compile(r'^\s*<a\s[^>]*href=["\']https://matrix\.to/#/([^"\'?]+)[^"\']*["\'][^>]*>(.*?)</a>',
+                   re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_SEPARATORS = ":,;"
+
+
+@dataclass(frozen=True)
+class Token:
+    """One word of a command line; ``quoted`` words are never read as ``--options``."""
+
+    text: str
+    quoted: bool = False
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A command line split into words, plus the raw argv after ``--`` (None when there is no ``--``)."""
+
+    text: str
+    """The command line as typed, without the leading ``!`` (what a confirmation stores and re-runs)."""
+    words: tuple[Token, ...]
+    raw: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class GrammarError:
+    """The line could not be split; ``message`` says why, in words for the sender."""
+
+    message: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    """How people may address the bot: its user id and display name."""
+
+    user_id: str
+    display_name: str | None = None
+
+    @property
+    def localpart(self) -> str:
+        return self.user_id[1:].split(":", 1)[0]
+
+    def names(self, extra: Iterable[str] = ()) -> list[str]:
+        """Every spelling of a mention, longest first (so ``@bot:server`` wins over ``@bot``)."""
+        found = {self.user_id, f"@{self.localpart}", self.localpart, *extra}
+        if self.display_name:
+            found.add(self.display_name)
+        return sorted((n for n in found if n), key=len, reverse=True)
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the ``> quoted`` lines a client puts above the text of a reply."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith(">"):
+        return body
+    index = 0
+    while index < len(lines) and lines[index].startswith(">"):
+        index += 1
+    return "\n".join(lines[index:]).lstrip("\n")
+
+
+def _pill_text(formatted_body: str | None, bot: BotIdentity) -> str | None:
+    """The visible text of a leading pill that links to the bot, if the HTML starts with one."""
+    if not formatted_body:
+        return None
+    match = _PILL.match(strip_mx_reply(formatted_body))
+    if match is None or unquote(match.group(1)) != bot.user_id:
+        return None
+    return html.unescape(_TAG.sub("", match.group(2))).strip()
+
+
+def strip_mx_reply(formatted_body: str) -> str:
+    """Drop the ``<mx-reply>`` block of a reply's HTML."""
+    end = formatted_body.find("</mx-reply>")
+    return formatted_body[end + len("</mx-reply>"):] if end >= 0 else formatted_body
+
+
+def command_text(body: str, bot: BotIdentity, formatted_body: str | None = None) -> str | None:
+    """The command line (without ``!``) if the message is a command for the bot, else None."""
+    text = strip_reply_fallback(body).lstrip()
+    if text.startswith(PREFIX):
+        return text[len(PREFIX):]
+    pill = _pill_text(formatted_body, bot)
+    lowered = text.casefold()
+    for name in bot.names([pill] if pill else []):
+        if not lowered.startswith(name.casefold()):
+            continue
+        rest = text[len(name):]
+        if rest[:1] not in _SEPARATORS and not rest[:1].isspace():
+            continue  # "hiclaw-bots" is not a mention of "hiclaw-bot"
+        rest = rest.lstrip(_SEPARATORS).lstrip()
+        if rest.startswith(PREFIX):
+            return rest[len(PREFIX):]
+        return None
+    return None
+
+
+def tokenize(text: str) -> list[Token] | GrammarError:
+    """Split like a shell, without ever raising: an open quote is reported, a lone ``\\`` is kept."""
+    tokens: list[Token] = []
+    current: list[str] = []
+    in_word = quoted = False
+    closing: str | None = None
+    index = 0
+    while index < len(text):
+        char = text[index]
+        index += 1
+        if closing is not None:
+            if char == closing:
+                closing = None
+            elif char == "\\" and closing == '"' and index < len(text) and text[index] in '"\\':
+                current.append(text[index])
+                index += 1
+            else:
+                current.append(char)
+        elif char.isspace():
+            if in_word:
+                tokens.append(Token("".join(current), quoted))
+                current, in_word, quoted = [], False, False
+        elif char in _QUOTES:
+            closing, in_word, quoted = _QUOTES[char], True, True
+        elif char == "\\" and index < len(text):
+            current.append(text[index])
+            index += 1
+            in_word = True
+        else:
+            current.append(char)
+            in_word = True
+    if closing is not None:
+        return GrammarError(f"a quote is not closed: add the missing {closing}", text)
+    if in_word:
+        tokens.append(Token("".join(current), quoted))
+    return tokens
+
+
+def parse(text: str) -> Invocation | GrammarError:
+    """Split a command line (after the ``!``) into words and raw argv."""
+    tokens = tokenize(text)
+    if isinstance(tokens, GrammarError):
+        return tokens
+    for position, token in enumerate(tokens):
+        if token.text == "--" and not token.quoted:
+            raw = tuple(t.text for t in tokens[position + 1:])
+            return Invocation(text.strip(), tuple(tokens[:position]), raw)
+    return Invocation(text.strip(), tuple(tokens))

@@ -1,0 +1,208 @@
+"""The command registry: every command, its arguments, permission and handler, in one place.
+
+Layers register their commands through :meth:`Registry.command` (the chat layer's own ``!help``,
+``!op`` and ``!confirm``; the worker, team and human commands when the flows are wired)::
+
+    registry.command("worker", "wake", summary="Start a sleeping worker",
+                     args=[positional("name", NAME, "the worker")], target=TargetSpec("worker", "name"),
+                     handler=wake)   # permission: its row in permissions.COMMANDS (OPERATE)
+
+From that one declaration come the lookup of what people type (aliases included, collisions refused
+at registration), the binding of typed arguments, the permission check on the right target, the
+confirmation step of destructive commands, "did you mean" for typos, and ``!help`` itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from hiclaw_bot.chat.arguments import Arg
+from hiclaw_bot.chat.grammar import Token
+from hiclaw_bot.chat.permissions import COMMANDS, Permission
+from hiclaw_bot.chat.replies import Reply, table
+
+if TYPE_CHECKING:
+    from hiclaw_bot.chat.context import CommandContext
+
+Handler = Callable[["CommandContext"], Awaitable[Reply | None]]
+"""A command's behaviour: gets the context, returns the answer (None when the operation it started
+answers through its progress message, or when there is nothing to add)."""
+
+_WHO = {
+    Permission.MEMBER: "anyone the bot knows",
+    Permission.READ: "admins and members (scoped to their teams)",
+    Permission.OPERATE: "admins, and team leaders or team-level members on their own team",
+    Permission.PROVISION: "admins, and team leaders within their team's quota",
+    Permission.MANAGE: "admins only",
+}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Which argument names the command's target, for the permission check.
+
+    ``team_arg`` names an argument holding the team of a target that does not exist yet (the team
+    a new worker will join).
+    """
+
+    kind: Literal["worker", "team", "human", "op"]
+    arg: str
+    team_arg: str | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    noun: str
+    verb: str | None
+    summary: str
+    handler: Handler
+    permission: Permission
+    args: tuple[Arg, ...] = ()
+    target: TargetSpec | None = None
+    confirm: str | None = None
+    """Set for destructive commands: what will happen, shown when asking for ``!confirm CODE``.
+    ``{name}`` fields are filled from the arguments."""
+    raw: str | None = None
+    """The metavar of raw argv after ``--`` (``COMMAND…``); None: the command takes none."""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.noun if self.verb is None else f"{self.noun} {self.verb}"
+
+    def usage(self) -> str:
+        parts = [f"!{self.name}", *(arg.usage() for arg in self.args)]
+        if self.raw is not None:
+            parts += ["--", self.raw]
+        return " ".join(parts)
+
+    def help(self) -> Reply:
+        lines = [f"`{self.usage()}`", self.summary]
+        described = [arg for arg in self.args if arg.help]
+        for arg in described:
+            lines.append(f"  {arg.usage().strip('[]')}: {arg.help}")
+        if self.aliases:
+            lines.append("Also: " + ", ".join(f"`!{a}`" for a in self.aliases))
+        lines.append(f"Who: {_WHO[self.permission]}.")
+        if self.confirm is not None:
+            lines.append("Asks for `!confirm CODE` before it acts.")
+        return Reply.of("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Found:
+    command: Command
+    words: tuple[Token, ...]
+    """The words after the command's name: its arguments."""
+
+
+@dataclass(frozen=True)
+class Unknown:
+    typed: str
+    suggestions: tuple[str, ...]
+    noun_commands: tuple[Command, ...] = ()
+    """When the noun is known (``!worker`` alone, ``!worker frob``): its commands."""
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self._phrases: dict[tuple[str, ...], Command] = {}
+
+    def command(self, noun: str, verb: str | None = None, *, summary: str, handler: Handler,
+                permission: Permission | None = None, args: Sequence[Arg] = (), target: TargetSpec | None = None,
+                confirm: str | None = None, raw: str | None = None, aliases: Iterable[str] = ()) -> Command:
+        """Register a command; ``aliases`` are whole phrases (``"worker ls"``, ``"h"``).
+
+        ``permission`` defaults to the command's row in :data:`~hiclaw_bot.chat.permissions.COMMANDS`;
+        a command in neither place is refused.
+        """
+        name = noun if verb is None else f"{noun} {verb}"
+        permission = permission or COMMANDS.get(name)
+        if permission is None:
+            raise ValueError(f"!{name}: give a permission (it has no row in permissions.COMMANDS)")
+        command = Command(noun, verb, summary, handler, permission, tuple(args), target, confirm, raw,
+                          tuple(aliases))
+        _check(command)
+        phrases = [tuple(command.name.split())] + [tuple(a.split()) for a in command.aliases]
+        for phrase in phrases:
+            if not phrase or len(phrase) > 2:
+                raise ValueError(f"{' '.join(phrase)!r}: a command is one or two words")
+            taken = self._phrases.get(phrase)
+            if taken is not None:
+                raise ValueError(f"!{' '.join(phrase)} is already the command !{taken.name}")
+        for phrase in phrases:
+            self._phrases[phrase] = command
+        self._commands[command.name] = command
+        return command
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(sorted(self._commands.values(), key=lambda c: c.name))
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def get(self, name: str) -> Command | None:
+        return self._phrases.get(tuple(name.split()))
+
+    def resolve(self, words: Sequence[Token]) -> Found | Unknown:
+        """The command the words name (two-word names first, then one-word ones)."""
+        texts = [w.text.casefold() if not w.quoted else "" for w in words[:2]]
+        if len(texts) == 2 and (command := self._phrases.get((texts[0], texts[1]))) is not None:
+            return Found(command, tuple(words[2:]))
+        if texts and (command := self._phrases.get((texts[0],))) is not None:
+            return Found(command, tuple(words[1:]))
+        typed = " ".join(w.text for w in words[:2])
+        return Unknown(typed, self.suggest(typed), self.of_noun(texts[0] if texts else ""))
+
+    def of_noun(self, noun: str) -> tuple[Command, ...]:
+        return tuple(c for c in self if c.noun == noun)
+
+    def suggest(self, typed: str) -> tuple[str, ...]:
+        phrases = sorted({" ".join(p) for p in self._phrases})
+        close = difflib.get_close_matches(typed.casefold(), phrases, n=3, cutoff=0.6)
+        if not close and " " in typed:
+            close = difflib.get_close_matches(typed.casefold().split()[0], phrases, n=3, cutoff=0.6)
+        return tuple(close)
+
+    # -- help -----------------------------------------------------------------------------------
+
+    def overview(self) -> Reply:
+        """``!help``: every command with its summary."""
+        rows = [[f"!{c.name}", c.summary] for c in self]
+        text = table(["command", "what it does"], rows, title="Commands:")
+        footer = Reply.of("`!help COMMAND` shows a command's arguments, e.g. `!help op retry`.")
+        return Reply(f"{text.text}\n{footer.text}", f"{text.html}<p>{footer.html}</p>")
+
+    def noun_help(self, noun: str, commands: Sequence[Command]) -> Reply:
+        rows = [[c.usage(), c.summary] for c in commands]
+        return table(["usage", "what it does"], rows, title=f"!{noun} commands:")
+
+
+def unknown_reply(unknown: Unknown) -> Reply:
+    """"Did you mean …?" for a command nobody registered."""
+    if unknown.noun_commands and " " not in unknown.typed.strip():
+        noun = unknown.noun_commands[0].noun
+        listing = ", ".join(f"`!{c.name}`" for c in unknown.noun_commands)
+        return Reply.of(f"`!{noun}` needs a subcommand: {listing}. `!help {noun}` explains them.")
+    if not unknown.typed.strip():
+        return Reply.of("That is an empty command. `!help` lists every command.")
+    text = f"I don't know the command `!{unknown.typed}`."
+    if unknown.suggestions:
+        text += " Did you mean " + " or ".join(f"`!{s}`" for s in unknown.suggestions) + "?"
+    text += " `!help` lists every command."
+    return Reply.of(text)
+
+
+def _check(command: Command) -> None:
+    names = [arg.name for arg in command.args]
+    if len(set(names)) != len(names):
+        raise ValueError(f"!{command.name}: argument names must be unique")
+    greedy = [arg for arg in command.args if arg.many and not arg.option]
+    if greedy and [a for a in command.args if not a.option][-1] is not greedy[0]:
+        raise ValueError(f"!{command.name}: only the last positional argument may take many words")
+    if command.target is not None and command.target.arg not in names:
+        raise ValueError(f"!{command.name}: the target argument {command.target.arg!r} is not declared")

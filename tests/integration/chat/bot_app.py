@@ -1,0 +1,40 @@
+"""The bot as a child process, for the tests that kill it with SIGKILL.
+
+Usage: ``python -m tests.integration.chat.bot_app CONFIG_PATH``. Runs the store, the engine (with the
+demo flow) and the bot from that configuration, prints ``ready`` once the first sync is handled,
+and runs until killed or terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from hiclaw_bot.chat import Bot, default_registry
+from hiclaw_bot.config import load_config
+from hiclaw_bot.engine import Engine, RetryPolicy
+from storage import Store
+from tests.integration.chat.demo import register_demo
+
+
+async def main(config_path: str) -> None:
+    config = load_config(config_path)
+    store = await Store.open(config.database_path)
+    engine = Engine(store, retry=RetryPolicy(max_attempts=2, initial=0.01))
+    registry = default_registry()
+    register_demo(engine, registry)
+    bot = Bot(config, store, engine, registry=registry, sync_timeout=5.0)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    await engine.start()
+    await bot.start()
+    print("ready", flush=True)
+    await stopping.wait()
+    await bot.stop()
+    await engine.stop()
+    await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
