@@ -211,8 +211,9 @@ class FakeKubeApiServer:
             if kind == "Pod":
                 return web.json_response(deleted)
             group, plural, _ = KINDS[kind]
-            details = {"name": name, "kind": plural, "uid": deleted["metadata"]["uid"], **({"group": group} if group
-                                                                                            else {})}
+            details = {"name": name, "kind": plural, "uid": deleted["metadata"]["uid"]}
+            if group:
+                details["group"] = group
             return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                       "details": details})
         return handler
