@@ -10,7 +10,8 @@ sync in a tight loop. Here:
   every command in it a no-op, so nothing runs twice and nothing is lost;
 * a resumed sync asks for ``full_state`` (nio otherwise starts with no room state, nio #525); the
   very first sync of a new installation skips room history (commands nobody sent to *this* bot),
-  and a room's timeline before the bot's own join is never treated as commands (hemppa #27);
+  and a room's timeline before the bot's own join is never treated as commands (hemppa #27): the
+  server marks such events (MSC4115), and where it does not, the bot's join event in the batch does;
 * commands older than ``matrix.command_max_age`` — found on catch-up — are answered, not run;
 * a timeline the server cut short (``limited``) is filled from ``/messages`` back to the old token;
 * sync errors (nio *returns* them) back off exponentially with jitter, up to a minute, never spin;
@@ -50,7 +51,7 @@ from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import JsonDict, relation_to
 from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.config import Config
-from hiclaw_bot.engine import Engine, describe
+from hiclaw_bot.engine import Clock, Engine, SystemClock, describe
 from hiclaw_bot.types import RoomId, UserId
 from storage import Store
 
@@ -58,6 +59,8 @@ log = logging.getLogger("hiclaw_bot.chat.bot")
 
 _TIMELINE_TYPES = ["m.room.message", "m.room.member"]
 _BACKFILL_PAGES = 10
+PROCESSED_EVENTS_KEPT = 30 * 86400.0
+"""How long processed-event marks are kept: far longer than any sync token is replayed."""
 _STOP_GRACE = 10.0
 
 
@@ -97,10 +100,14 @@ class Bot:
 
     ``registry`` holds the commands (the built-ins by default; register more before :meth:`start`).
     The engine is started and stopped by the caller: the bot only submits to it and reports on it.
+    ``sync_timeout`` is the long-poll time, ``timeline_limit`` the events per room and sync before
+    the bot pages back, ``progress_interval`` the least time between two edits of a progress
+    message; ``clock`` times back-offs and edits (a fake one in tests).
     """
 
     def __init__(self, config: Config, store: Store, engine: Engine, *, registry: Registry | None = None,
-                 sync_timeout: float = 30.0, timeline_limit: int = 50, progress_interval: float = 1.0) -> None:
+                 sync_timeout: float = 30.0, timeline_limit: int = 50, progress_interval: float = 1.0,
+                 clock: Clock | None = None) -> None:
         self.config = config
         self.store = store
         self.engine = engine
@@ -109,6 +116,7 @@ class Bot:
         self.sync_timeout = sync_timeout
         self.timeline_limit = timeline_limit
         self.progress_interval = progress_interval
+        self.clock = clock or SystemClock()
         self.client: nio.AsyncClient | None = None
         self.hub: ProgressHub | None = None
         self._dispatcher: Dispatcher | None = None
@@ -120,6 +128,11 @@ class Bot:
 
     def __repr__(self) -> str:
         return f"Bot({self.user_id!r}, homeserver={self.config.matrix.homeserver!r})"
+
+    @property
+    def ready(self) -> bool:
+        """Syncing: the first sync (the catch-up after downtime) has been handled (for ``/readyz``)."""
+        return self._ready.is_set() and self._task is not None and not self._task.done()
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -136,12 +149,14 @@ class Bot:
             await login(client, account, self.store)
             await self._ensure_display_name(account.display_name)
             outbox = NioOutbox(client)
-            self.hub = ProgressHub(self.engine, self.store, outbox, interval=self.progress_interval)
+            self.hub = ProgressHub(self.engine, self.store, outbox, clock=self.clock, interval=self.progress_interval)
             await self.hub.start()
             self._dispatcher = Dispatcher(config=self.config, store=self.store, engine=self.engine,
                                           registry=self.registry, hub=self.hub, outbox=outbox,
                                           identity=BotIdentity(self.user_id, account.display_name))
             await self._resume_reports()
+            await self.store.events.prune(self.store.db.now() - PROCESSED_EVENTS_KEPT)
+            await self.store.confirmations.purge_expired()
         except BaseException:
             await self._close()
             raise
@@ -238,7 +253,7 @@ class Bot:
         delay = backoff.next(hint)
         log_at = logging.WARNING if backoff.failures <= 3 or backoff.failures % 10 == 0 else logging.DEBUG
         log.log(log_at, "sync failed (%d in a row): %s; next try in %.1f s", backoff.failures, problem, delay)
-        await asyncio.sleep(delay)
+        await self.clock.sleep(delay)
 
     async def _relogin(self) -> None:
         """The server dropped our token: forget the cached one and log in again with the password."""

@@ -10,7 +10,8 @@ of two things:
 * or answers directly by returning a :class:`~hiclaw_bot.chat.replies.Reply` (lists, status);
   the dispatcher marks the event in its own transaction before it sends the answer.
 
-Handlers never send messages themselves and never catch errors they cannot explain: the
+Handlers run one at a time, in timeline order, so they must be quick: anything slow belongs in an
+operation. They never send messages themselves and never catch errors they cannot explain: the
 dispatcher turns ``SubjectBusy`` and other engine refusals into answers, and anything else into a
 short apology with a reference id (the details go to the log only).
 """

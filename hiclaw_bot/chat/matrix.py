@@ -131,7 +131,8 @@ class NioOutbox:
 def incoming(room_id: str, event: Any, me: str, *, now: float | None = None) -> Incoming | None:
     """A text message from someone else as :class:`Incoming`; None for anything else.
 
-    Notices are dropped here, whoever sent them: bots must never answer a notice.
+    Notices are dropped here, whoever sent them: bots must never answer a notice. So are messages
+    the server marks as sent while the bot was not joined (``unsigned.membership``, MSC4115).
     """
     source = getattr(event, "source", None)
     if not isinstance(source, Mapping) or source.get("type") != "m.room.message":
@@ -141,6 +142,9 @@ def incoming(room_id: str, event: Any, me: str, *, now: float | None = None) -> 
     event_id = source.get("event_id")
     if not isinstance(content, Mapping) or content.get("msgtype") != "m.text" or sender == me:
         return None
+    unsigned = source.get("unsigned")
+    if isinstance(unsigned, Mapping) and unsigned.get("membership", "join") != "join":
+        return None  # sent before the bot joined (MSC4115): room history, not a command to it
     body = content.get("body")
     if not isinstance(body, str) or not isinstance(sender, str) or not isinstance(event_id, str):
         return None

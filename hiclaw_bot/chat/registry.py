@@ -142,9 +142,6 @@ class Registry:
     def __iter__(self) -> Iterator[Command]:
         return iter(sorted(self._commands.values(), key=lambda c: c.name))
 
-    def __len__(self) -> int:
-        return len(self._commands)
-
     def get(self, name: str) -> Command | None:
         return self._phrases.get(tuple(name.split()))
 

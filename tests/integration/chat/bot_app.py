@@ -8,6 +8,7 @@ and runs until killed or terminated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 
@@ -25,13 +26,16 @@ async def main(config_path: str) -> None:
     registry = default_registry()
     register_demo(engine, registry)
     bot = Bot(config, store, engine, registry=registry, sync_timeout=5.0)
-    stopping = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     await engine.start()
-    await bot.start()
+    running = asyncio.create_task(bot.run())
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, running.cancel)
+    while not bot.ready:
+        if running.done():
+            running.result()
+        await asyncio.sleep(0.05)
     print("ready", flush=True)
-    await stopping.wait()
-    await bot.stop()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
     await engine.stop()
     await store.close()
 

@@ -92,10 +92,10 @@ async def running_bot(config: Config, db_path: Path, **options: Any) -> AsyncIte
     bot = Bot(config, store, engine, registry=registry, sync_timeout=options.pop("sync_timeout", 5.0), **options)
     try:
         await engine.start()
-        await bot.start()
-        yield Running(bot, store, engine)
+        async with bot:
+            yield Running(bot, store, engine)
+        assert not bot.ready
     finally:
-        await bot.stop()
         await engine.stop()
         await store.close()
 

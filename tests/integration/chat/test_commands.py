@@ -14,6 +14,7 @@ from tests.integration.chat.conftest import ChatSetup, answers_to, ask, running_
 
 async def test_help_unknown_and_usage(setup: ChatSetup) -> None:
     async with running_bot(setup.config(), setup.db_path) as running, talking(setup, setup.admin) as talk:
+        assert running.bot.ready
         help_id, [help_answer] = await ask(talk, "!help")
         assert "!op retry" in help_answer.text
         assert help_answer.html is not None
@@ -129,3 +130,27 @@ async def test_the_bot_reuses_its_token_and_device(setup: ChatSetup) -> None:
         devices = await client.list_devices(first.reveal())
     assert "HICLAWBOT" in devices
     assert first.reveal() not in repr(first)
+
+
+async def test_history_from_before_the_bot_joined_is_not_run(setup: ChatSetup) -> None:
+    client = nio.AsyncClient(setup.synapse.url, setup.admin.user_id)
+    client.restore_login(setup.admin.user_id, "HISTORY", setup.admin.token)
+    try:
+        async with running_bot(setup.config(), setup.db_path) as running:
+            created = await client.room_create(name="history")
+            assert isinstance(created, nio.RoomCreateResponse)
+            early = await client.room_send(created.room_id, "m.room.message", {"msgtype": "m.text", "body": "!help"})
+            assert isinstance(early, nio.RoomSendResponse)
+            await client.room_invite(created.room_id, setup.bot.user_id)
+            async with talking(setup, setup.admin, created.room_id) as talk:
+                for _ in range(100):
+                    members = await client.joined_members(created.room_id)
+                    if any(m.user_id == setup.bot.user_id for m in members.members):
+                        break
+                    await asyncio.sleep(0.05)
+                _, [answer] = await ask(talk, "!op list")
+                assert answer.text == "No operations yet."
+            assert await answers_to(setup, setup.admin, created.room_id, early.event_id) == []
+            assert not await running.store.events.seen(early.event_id)
+    finally:
+        await client.close()

@@ -130,3 +130,18 @@ async def test_sigkill_mid_operation_then_restart(setup: ChatSetup) -> None:
     assert op.state == "succeeded"
     assert op.progress_event_id in progress_ids
     assert steps[0].calls == 1  # step-1 finished before the kill and was not run again
+
+
+async def test_a_backlog_longer_than_the_timeline_limit_is_fetched(setup: ChatSetup) -> None:
+    config = setup.config()
+    async with running_bot(config, setup.db_path, timeline_limit=3), talking(setup, setup.admin) as talk:
+        room = talk.room_id
+    async with talking(setup, setup.admin, room) as talk:
+        sent = [await talk.send(f"!help op {verb}") for verb in ("list", "show", "retry", "abort", "list", "show")]
+        async with running_bot(config, setup.db_path, timeline_limit=3):
+            for event_id in sent:
+                [answer] = [m async for m in talk.replies(event_id, within=20)]
+                assert answer.text.startswith("`!op ")
+    assert room is not None
+    for event_id in sent:
+        assert len(await answers_to(setup, setup.admin, room, event_id)) == 1

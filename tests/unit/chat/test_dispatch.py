@@ -292,5 +292,7 @@ def test_incoming_keeps_text_from_others_only() -> None:
         Event(type="m.room.message", sender=BOT, event_id="$4", content={"msgtype": "m.text", "body": "!help"}),
         Event(type="m.reaction", sender=ADMIN, event_id="$5", content={}),
         Event(type="m.room.message", sender=ADMIN, event_id="$6", content={"msgtype": "m.text"}),
+        Event(type="m.room.message", sender=ADMIN, event_id="$7", content={"msgtype": "m.text", "body": "!help"},
+              unsigned={"membership": "invite"}),  # sent before the bot joined
     ):
         assert incoming("!r", other, BOT) is None
