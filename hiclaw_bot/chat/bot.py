@@ -6,8 +6,9 @@ sync in a tight loop. Here:
 
 * the sync token lives in our database; the processed-event mark and the audit row are written in
   the transaction that records the command's operation (or its answer), and the new token with the
-  *last* command of the batch. A crash replays the batch from the old token and the marks make
-  every command in it a no-op, so nothing runs twice and nothing is lost;
+  *last* command of the batch (or on its own when the batch holds none). A crash replays the batch
+  from the old token and the marks make every command in it a no-op, so nothing runs twice and
+  nothing is lost;
 * a resumed sync asks for ``full_state`` (nio otherwise starts with no room state, nio #525); the
   very first sync of a new installation skips room history (commands nobody sent to *this* bot),
   and a room's timeline before the bot's own join is never treated as commands (hemppa #27): the

@@ -73,7 +73,7 @@ class EventState:
 class Host(Protocol):
     """The dispatcher, as seen by a context."""
 
-    async def mark_with_op(self, ctx: CommandContext, tx: Tx, op_id: int) -> None: ...
+    async def mark_with_op(self, ctx: CommandContext, tx: Tx, op_id: int, subject: str) -> None: ...
     def follow(self, ctx: CommandContext, op: Operation) -> None: ...
     async def rerun(self, ctx: CommandContext, text: str) -> Reply | None: ...
 
@@ -116,7 +116,7 @@ class CommandContext:
         host = self._host
 
         async def same_transaction(tx: Tx, op_id: int) -> None:
-            await host.mark_with_op(self, tx, op_id)
+            await host.mark_with_op(self, tx, op_id, subject)
 
         submission = await self.engine.submit(kind, subject, params, actor=self.sender, room_id=self.room_id,
                                               source_event_id=self.message.event_id, when_busy=when_busy,

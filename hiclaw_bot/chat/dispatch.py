@@ -67,6 +67,8 @@ def is_edit(content: Mapping[str, Any]) -> bool:
 
 
 class Dispatcher:
+    """Handles the command messages of every room, one at a time; see the module docstring."""
+
     def __init__(self, *, config: Config, store: Store, engine: Engine, registry: Registry, hub: ProgressHub,
                  outbox: Outbox, identity: BotIdentity) -> None:
         self.config = config
@@ -113,13 +115,13 @@ class Dispatcher:
 
     async def _answer(self, message: Incoming, text: str, state: EventState) -> Answer:
         try:
-            actor = await self.resolver.actor(message.sender)
             limit = self.config.matrix.command_max_age
             if message.age > limit:
                 return Answer(Reply.of(f"ignored: sent while the bot was down for {spoken_duration(message.age)} "
                                        f"(commands older than {spoken_duration(limit)} are not run). "
                                        f"Send it again if it is still wanted."),
                               "ignored", _summary(text), detail=f"age {message.age:.0f}s")
+            actor = await self.resolver.actor(message.sender)
             invocation = parse(text)
             if isinstance(invocation, GrammarError):
                 return Answer(Reply.of(f"I could not read that command: {invocation.message}."), "usage",
@@ -207,12 +209,12 @@ class Dispatcher:
 
     # -- the context's host ---------------------------------------------------------------------
 
-    async def mark_with_op(self, ctx: CommandContext, tx: Tx, op_id: int) -> None:
+    async def mark_with_op(self, ctx: CommandContext, tx: Tx, op_id: int, subject: str) -> None:
         message = ctx.message
         await self._mark(message, ctx.state, tx, "started", op_id)
         await self.store.audit.add(actor=message.sender, command=ctx.command.name,
                                    decision="confirmed" if ctx.confirmed else "started", room_id=message.room_id,
-                                   op_id=op_id, tx=tx)
+                                   subject=subject, op_id=op_id, tx=tx)
 
     def follow(self, ctx: CommandContext, op: Operation) -> None:
         if self.hub.track(op, ctx.message.answer_relation, command_event_id=ctx.message.event_id,

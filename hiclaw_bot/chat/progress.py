@@ -8,9 +8,13 @@ The message is rendered from the database (the op row and its step rows), not fr
 stream: events only say *when* to look. So a reporter that missed events, or one started after a
 restart for an operation that resumed, still shows the truth. Edits are throttled to one per
 ``interval`` (1 s) with later events coalesced into the next edit; every edit replaces the
-*original* event. Transaction ids are derived from the op id, a sequence number and the content,
-so a send retried after a network error is deduplicated by the homeserver instead of posted twice,
-while a new edit after a restart (when the sequence starts again) never collides with an old one.
+*original* event. Transaction ids are derived from the op id and a sequence number, fixed before
+the first attempt, so a send retried after a network error is deduplicated by the homeserver
+instead of posted twice: the progress message's id is the same in every process (after a crash the
+repeated send returns the message already made), an edit's carries the reporter's own run id as
+well (so a new edit after a restart never collides with an old one), and the result's carries a
+digest of its content, which names the command it answers (one result per command, however often
+it is sent).
 The progress message's event id is stored on the op row, so a resumed reporter edits the same
 message instead of starting another.
 """
@@ -22,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -107,9 +112,10 @@ def render_result(op: Operation, steps: Sequence[StepRecord]) -> Reply:
                     f"at that step; `!op abort {op.op_id}` undoes what was done.")
 
 
-def txn_id(op_id: int, kind: str, seq: int, content: JsonDict) -> str:
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
-    return f"hiclaw.op{op_id}.{kind}{seq}.{digest}"
+def result_txn_id(op_id: int, content: JsonDict) -> str:
+    """The same result for the same command is one message, however often it is sent."""
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    return f"hiclaw.op{op_id}.result.{digest}"
 
 
 class Reporter:
@@ -130,6 +136,7 @@ class Reporter:
         self.finishing = False
         """The operation stopped moving and the result is on its way: a new run needs a new reporter."""
         self._seq = 0
+        self._run = secrets.token_hex(4)
 
     def poke(self, event: ProgressEvent) -> None:
         if event.kind is EventKind.STEP_RETRYING and event.step:
@@ -162,7 +169,7 @@ class Reporter:
         op, steps = await self._load()  # the final event may have come during the last edit
         result = render_result(op, steps)
         content = notice(result, command_event_id=self.command_event_id, final=True, relates_to=self.relates_to)
-        await self.outbox.send(self.room_id, content, txn_id=txn_id(self.op_id, "result", 0, content))
+        await self.outbox.send(self.room_id, content, txn_id=result_txn_id(self.op_id, content))
         # The result is out (it notifies); the last edit may wait for its turn.
         await self.throttle.wait()
         await self._edit(message_id, render(op, steps, self.notes), shown)
@@ -178,7 +185,7 @@ class Reporter:
             return reply
         self._seq += 1
         content = edit(message_id, reply, command_event_id=self.command_event_id)
-        await self.outbox.send(self.room_id, content, txn_id=txn_id(self.op_id, "edit", self._seq, content))
+        await self.outbox.send(self.room_id, content, txn_id=f"hiclaw.op{self.op_id}.edit.{self._run}.{self._seq}")
         return reply
 
 

@@ -165,7 +165,8 @@ async def test_an_operation_is_recorded_with_the_event(world: Dispatcher, outbox
     assert op.source_event_id == msg.event_id
     assert await store.sync.get(SYNC_KEY) == "s7"
     entry = (await store.audit.recent(limit=1))[0]
-    assert (entry.command, entry.decision, entry.op_id) == ("quick run", "started", op.op_id)
+    assert (entry.command, entry.decision, entry.op_id, entry.subject) == ("quick run", "started", op.op_id,
+                                                                           "demo:alpha")
     await world.engine.wait(op.op_id)
     await world.hub.wait(op.op_id)
     found = answers(outbox, msg.event_id)
