@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hiclaw_bot.engine import Done, Engine, FuncStep, StepContext  # noqa: E402
-from storage import Database, Store, Tx  # noqa: E402
+from hiclaw_bot.engine import Done, Engine, FuncStep, StepContext
+from storage import Database, Store, Tx
 
 OPS = 1000
 STEPS = 10

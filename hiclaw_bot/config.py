@@ -169,7 +169,12 @@ class ProcessBackendConfig(_Model):
 
 class BackendConfig(_Model):
     kind: Literal["docker", "kubernetes", "process"] = "process"
+    instance: str = Field(default="hiclaw", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    """Labels every worker object (``hiclaw.io/instance``) so two installations never touch each other's."""
     default_image: str = "hiclaw/worker-agent:latest"
+    ready_check: Literal["agent", "running"] = "agent"
+    """When a started worker counts as ready: its agent reports a first sync after the start
+    (``state/activity.json``, as the reference agent writes it), or merely its runtime is up."""
     docker: DockerBackendConfig = DockerBackendConfig()
     kubernetes: KubernetesBackendConfig = KubernetesBackendConfig()
     process: ProcessBackendConfig = ProcessBackendConfig()

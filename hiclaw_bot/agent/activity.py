@@ -8,8 +8,11 @@ SIGTERM still stops the agent in well under a second.
 
 The record::
 
-    {"worker": "alice", "started_at": "...", "last_seen": "...", "last_reply": "...",
-     "messages": 3, "replies": 1}
+    {"worker": "alice", "started_at": "...", "synced_at": "...", "last_seen": "...",
+     "last_reply": "...", "messages": 3, "replies": 1}
+
+``synced_at`` is when the agent's first sync of its current login completed: from then on it
+hears its rooms, so the bot takes it as the moment the worker is ready.
 
 ``last_seen`` is when the agent last saw a message from someone else in one of its rooms,
 ``last_reply`` when it last answered; timestamps are ISO 8601 in UTC. A failed write is logged and
@@ -28,7 +31,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from hiclaw_bot.clients.errors import ClientError
+from hiclaw_bot.clients.errors import ClientError, NotFoundError
 from hiclaw_bot.clients.objectstore import ObjectStore
 
 __all__ = ["ActivityRecorder"]
@@ -54,7 +57,8 @@ class ActivityRecorder:
         self._interval = interval
         self._flush_timeout = flush_timeout
         self._clock = clock
-        self._record: dict[str, Any] = {"worker": worker, "started_at": _now(), "last_seen": None,
+        started = datetime.now(UTC).isoformat(timespec="microseconds")
+        self._record: dict[str, Any] = {"worker": worker, "started_at": started, "synced_at": None, "last_seen": None,
                                         "last_reply": None, "messages": 0, "replies": 0}
         self._dirty = asyncio.Event()
         self._last_write: float | None = None
@@ -66,6 +70,11 @@ class ActivityRecorder:
     def saw_message(self) -> None:
         self._record["messages"] += 1
         self._record["last_seen"] = _now()
+        self._dirty.set()
+
+    def synced(self) -> None:
+        """The agent now hears its rooms (microsecond precision: readiness compares it to a start time)."""
+        self._record["synced_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
         self._dirty.set()
 
     def replied(self) -> None:
@@ -90,6 +99,20 @@ class ActivityRecorder:
             except TimeoutError:
                 logger.warning("activity not written on shutdown: the object store did not answer in time")
 
+    async def _superseded(self) -> bool:
+        """Whether the stored record belongs to a later start of this worker.
+
+        During an update the old and new runtimes overlap for a moment (new beside old); the old
+        one's final flush must not overwrite what the new one wrote, or the bot would never see the
+        new one become ready.
+        """
+        try:
+            stored = json.loads(await self._store.get(self._key))
+        except (NotFoundError, ValueError):
+            return False
+        theirs = stored.get("started_at") if isinstance(stored, dict) else None
+        return isinstance(theirs, str) and theirs > self._record["started_at"]
+
     async def _write_loop(self) -> None:
         while True:
             await self._dirty.wait()
@@ -103,6 +126,9 @@ class ActivityRecorder:
         self._dirty.clear()
         data = (json.dumps(self._record, sort_keys=True, indent=2) + "\n").encode()
         try:
+            if await self._superseded():
+                logger.info("a newer start of this worker keeps %s; not overwriting it", self._key)
+                return
             await self._store.put(self._key, data)
         except ClientError as exc:
             logger.warning("could not write %s: %s", self._key, exc)

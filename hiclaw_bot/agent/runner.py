@@ -201,6 +201,8 @@ class Agent:
                 response = await client.sync(timeout=int(self._timing.long_poll * 1000), since=self._since)
                 if isinstance(response, nio.SyncResponse):
                     await self._handle(client, identity, settings, response)
+                    if self._since is None:
+                        self._activity.synced()
                     self._since = response.next_batch
                     backoff.reset()
                 elif _rejected(response):

@@ -61,6 +61,10 @@ class MessagesAPI(MatrixBase):
             content["m.relates_to"] = dict(relates_to)
         return await self._send(room_id, content, txn_id, token)
 
+    async def send_text(self, room_id: RoomId, body: str, *, txn_id: str, token: str | None = None) -> EventId:
+        """Send an ``m.text``: what a person (or an agent giving commands) sends; bots answer these."""
+        return await self._send(room_id, {"msgtype": "m.text", "body": body}, txn_id, token)
+
     async def edit_notice(self, room_id: RoomId, event_id: EventId, body: str, *, txn_id: str,
                           html: str | None = None, token: str | None = None) -> EventId:
         """Replace the text of the notice ``event_id`` (always the original, never an earlier edit)."""

@@ -74,7 +74,9 @@ async def test_existing_objects_are_adopted_not_recreated(engine: Engine, world:
     assert op.state == "succeeded"
     assert world.creates["b"] == 0
     row = await store.ledger.get("thing", "b")
-    assert row is not None and row.state == "adopted" and row.external_id == "id-b-theirs"
+    assert row is not None
+    assert row.state == "adopted"
+    assert row.external_id == "id-b-theirs"
 
 
 async def test_transient_errors_back_off_then_succeed(engine: Engine, world: World, clock: FakeClock) -> None:
@@ -109,7 +111,8 @@ async def test_exhausted_retries_fail_the_op_and_name_the_step(engine: Engine, w
     op = await run(engine)
     assert op.state == "failed"
     assert op.failed_step == "b"
-    assert op.error is not None and op.error.startswith("gave up after 4 attempts")
+    assert op.error is not None
+    assert op.error.startswith("gave up after 4 attempts")
     assert "c" not in world.objects
 
 
@@ -133,7 +136,8 @@ async def test_reissuing_the_failed_command_resumes_it(engine: Engine, world: Wo
     first = await run(engine)
     assert first.state == "failed"
     again = await engine.submit("make", "s")
-    assert again.resumed and again.op.op_id == first.op_id
+    assert again.resumed
+    assert again.op.op_id == first.op_id
     assert (await engine.wait(first.op_id)).state == "succeeded"
 
 
@@ -177,7 +181,8 @@ async def test_delete_supersedes_a_failed_create(engine: Engine, world: World, s
 async def test_same_event_twice_is_one_operation(engine: Engine, store: Store) -> None:
     one = await engine.submit("make", "s", source_event_id="$e1")
     two = await engine.submit("make", "s", source_event_id="$e1")
-    assert not two.created and two.op.op_id == one.op.op_id
+    assert not two.created
+    assert two.op.op_id == one.op.op_id
     await engine.wait(one.op.op_id)
     assert len(await store.ops.find()) == 1
 
@@ -212,7 +217,9 @@ async def test_a_stalled_undo_keeps_the_op_until_it_succeeds(engine: Engine, wor
     world.faults["delete:b"] = [Refused("permission denied")]
     await engine.abort(op.op_id)
     op = await engine.wait(op.op_id)
-    assert op.state == "compensating" and op.error is not None and "permission denied" in op.error
+    assert op.state == "compensating"
+    assert op.error is not None
+    assert "permission denied" in op.error
     await engine.abort(op.op_id)
     assert (await engine.wait(op.op_id)).state == "compensated"
     assert world.objects == {}
@@ -234,7 +241,8 @@ async def test_resume_after_restart_observes_before_doing(store: Store, world: W
     assert op.state == "succeeded"
     assert world.creates["c"] == 0
     row = await store.ledger.get("thing", "c")
-    assert row is not None and row.state == "created"  # our intent was on record: it is ours
+    assert row is not None
+    assert row.state == "created"
 
 
 async def test_independent_steps_run_concurrently(store: Store, clock: FakeClock) -> None:
@@ -284,5 +292,6 @@ async def test_a_bug_in_a_step_fails_the_op_without_a_traceback_in_the_error(sto
     eng.register("k", lambda op: [FuncStep("broken", broken)])
     sub = await eng.submit("k", "s")
     op = await eng.wait(sub.op.op_id)
-    assert op.state == "failed" and op.error == "'missing'"
+    assert op.state == "failed"
+    assert op.error == "'missing'"
     assert "Traceback" not in (op.error or "")

@@ -1,0 +1,208 @@
+"""Worker operations as ordered steps (ARCHITECTURE §4).
+
+``worker.create``::
+
+    register ─► secrets ─┬► account ─► room ───────────┐
+                         └► gateway_consumer ─► gateway_auth ─┴► config ─► runtime ─► ready ─► record
+
+The gateway branch does not wait for Matrix, so the two run side by side. ``worker.delete`` undoes
+the same resources in reverse, each "already gone" counting as done, and then forgets the worker.
+Sleep, wake and update are short flows of their own; every one is a normal engine operation, so
+it is checkpointed, resumable and serialised with anything else that touches the same worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, Skipped, Step, StepContext, is_gone
+from hiclaw_bot.flows import names
+from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.worker_steps import (
+    Account,
+    Config,
+    GatewayAuth,
+    GatewayConsumer,
+    Mark,
+    Ready,
+    Record,
+    Room,
+    Runtime,
+    Secrets,
+    Start,
+    Stop,
+    Update,
+    WorkerStep,
+)
+from storage import Operation
+
+CREATE = "worker.create"
+SLEEP = "worker.sleep"
+WAKE = "worker.wake"
+UPDATE = "worker.update"
+DELETE = "worker.delete"
+
+RUNNING = "Running"
+SLEEPING = "Sleeping"
+PENDING = "Pending"
+UPDATING = "Updating"
+DELETING = "Deleting"
+
+
+def subject(worker: str) -> str:
+    return f"worker:{worker}"
+
+
+def worker_of(op: Operation) -> str:
+    return names.check_name("worker", str(op.params["name"]))
+
+
+class Register(WorkerStep):
+    """Record the worker (``Pending``) so status and quotas see it from the first moment."""
+
+    name = "register"
+
+    def __init__(self, services: Services, worker: str, params: Mapping[str, Any]) -> None:
+        super().__init__(services, worker)
+        self.params = params
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        if await ctx.store.workers.get(self.worker) is None:
+            p = self.params
+            await ctx.store.workers.insert(
+                self.worker, backend=self.services.config.backend.kind, state=PENDING, desired_state=RUNNING,
+                team=p.get("team"), role=p.get("role", "worker"), image=p["image"], model=p["model"],
+                spec=dict(p), idle_timeout_s=p.get("idle_timeout"), user_id=self.user_id,
+            )
+        return Done()
+
+
+class Forget(WorkerStep):
+    """The last step of a delete: the worker's row and secrets go once every resource is gone."""
+
+    name = "forget"
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        await ctx.store.workers.delete(self.worker)
+        await ctx.store.secrets.delete(ctx.op.subject)
+        return Done()
+
+
+class Restore(WorkerStep):
+    """The last step of an update: back to the state the worker had before (stopped again if asleep)."""
+
+    name = "restore"
+
+    def __init__(self, services: Services, worker: str, params: Mapping[str, Any]) -> None:
+        super().__init__(services, worker)
+        self.params = params
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        row = await ctx.store.workers.get(self.worker)
+        previous = (row.previous_state if row else None) or RUNNING
+        if previous == SLEEPING:
+            async with ctx.external("backend"):
+                await self.services.backend.stop(self.worker)
+        p = self.params
+        await ctx.store.workers.update(self.worker, state=previous, previous_state=None, observed_state=previous,
+                                       image=p["image"], model=p["model"], spec=dict(p))
+        return Done({"state": previous})
+
+
+class ReadyUnlessAsleep(Ready):
+    async def do(self, ctx: StepContext) -> Outcome:
+        row = await ctx.store.workers.get(self.worker)
+        if row is not None and row.previous_state == SLEEPING:
+            return Skipped("the worker was asleep; it stays asleep")
+        return await super().do(ctx)
+
+
+class Remove(Step):
+    """Undo of a create step, run as a step of its own in a delete: "already gone" is done."""
+
+    destroys = True
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.name = f"remove_{step.name}"
+        self.resource = step.resource
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        try:
+            await self.step.undo(ctx, {})
+        except Exception as exc:
+            if not is_gone(exc):
+                raise
+        return Done()
+
+
+def create_steps(services: Services, op: Operation) -> Sequence[Step]:
+    worker, params = worker_of(op), op.params
+    leader = params.get("leader")
+    return [
+        Register(services, worker, params),
+        Secrets(services, worker),
+        Account(services, worker),
+        Room(services, worker, leader=leader),
+        GatewayConsumer(services, worker, after=("secrets",)),
+        GatewayAuth(services, worker, list(params.get("mcp", [])), after=("gateway_consumer",)),
+        Config(services, worker, params, after=("room", "gateway_auth")),
+        Runtime(services, worker, params),
+        Ready(services, worker),
+        Record(services, worker, RUNNING),
+    ]
+
+
+def delete_steps(services: Services, op: Operation) -> Sequence[Step]:
+    worker, params = worker_of(op), op.params
+    made = [
+        Account(services, worker),
+        Room(services, worker),
+        GatewayConsumer(services, worker),
+        GatewayAuth(services, worker, []),
+        Config(services, worker, params),
+        Runtime(services, worker, params) if "image" in params else _runtime_for_delete(services, worker),
+    ]
+    return [Mark(services, worker, DELETING), *(Remove(step) for step in reversed(made)),
+            Forget(services, worker)]
+
+
+def _runtime_for_delete(services: Services, worker: str) -> Step:
+    return Runtime(services, worker, {"image": services.config.backend.default_image})
+
+
+def sleep_steps(services: Services, op: Operation) -> Sequence[Step]:
+    worker = worker_of(op)
+    return [Stop(services, worker), Record(services, worker, SLEEPING)]
+
+
+def wake_steps(services: Services, op: Operation) -> Sequence[Step]:
+    worker = worker_of(op)
+    return [Start(services, worker), Ready(services, worker), Record(services, worker, RUNNING)]
+
+
+FLOWS: dict[str, Callable[[Services, Operation], Sequence[Step]]] = {
+    CREATE: create_steps, SLEEP: sleep_steps, WAKE: wake_steps,
+}
+
+
+def register_worker_flows(engine: Engine, services: Services) -> None:
+    """Teach the engine the worker operations, bound to ``services``."""
+    for kind, make in {**FLOWS, UPDATE: update_steps}.items():
+        engine.register(kind, partial(make, services))
+    engine.register(DELETE, partial(delete_steps, services), supersedes_failed=True)
+
+
+def update_steps(services: Services, op: Operation) -> Sequence[Step]:
+    worker, params = worker_of(op), op.params
+    if "image" not in params or "model" not in params:
+        raise PermanentError("an update needs the worker's full spec")
+    return [
+        Mark(services, worker, UPDATING),
+        Config(services, worker, params),
+        Update(services, worker, params),
+        ReadyUnlessAsleep(services, worker),
+        Restore(services, worker, params),
+    ]

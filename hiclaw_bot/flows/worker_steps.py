@@ -1,0 +1,414 @@
+"""The steps of a worker's life, each observing by deterministic name before it acts.
+
+Every step here follows the engine's contract (see :mod:`hiclaw_bot.engine.steps`): ``observe``
+finds an effect already in place, ``do`` makes it, ``undo`` reverses it with "already gone" as
+success. Secrets live in the store (``ctx.secret``), never in step outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from backends import NotFound, WorkerSpec, WorkerState
+from hiclaw_bot.agent.env import worker_env
+from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
+from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
+from hiclaw_bot.flows import names
+from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.worker_config import McpServer, WorkerConfigSpec, render_worker_config
+from hiclaw_bot.types import RoomId, UserId, WorkerName
+from storage import token_hex
+
+# Names of the secrets in the store (the values never leave it but through ctx.secret).
+PASSWORD = "password"  # noqa: S105
+GATEWAY_KEY = "gateway_key"
+ACCESS_TOKEN = "access_token"  # noqa: S105
+ROOM_META_KIND = "worker_room"
+ACTIVITY = "state/activity.json"
+
+
+class WorkerStep(Step):
+    """A step about one worker, with the services it needs."""
+
+    def __init__(self, services: Services, worker: str, *, after: tuple[str, ...] | None = None) -> None:
+        self.services = services
+        self.worker = worker
+        if after is not None:
+            self.after = after
+
+    @property
+    def user_id(self) -> UserId:
+        return names.user_id(self.worker, self.services.domain)
+
+    @property
+    def alias(self) -> str:
+        return names.full_alias(names.worker_room_alias(self.worker), self.services.domain)
+
+
+class Secrets(WorkerStep):
+    """Generate the worker's password and gateway key before any external call (reused on retry)."""
+
+    name = "secrets"
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        await ctx.secret(PASSWORD)
+        await ctx.secret(GATEWAY_KEY)
+        return Done()
+
+
+class Account(WorkerStep):
+    """The worker's Matrix account: registered once, then logged in with the stored password."""
+
+    name = "account"
+
+    def __init__(self, services: Services, worker: str, **kwargs: Any) -> None:
+        super().__init__(services, worker, **kwargs)
+        self.resource = ResourceRef("matrix_user", self.user_id)
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        password = (await ctx.secret(PASSWORD)).reveal()
+        cached = await ctx.store.secrets.get(ctx.op.subject, ACCESS_TOKEN)
+        matrix = self.services.matrix
+        async with ctx.external("matrix"):
+            try:
+                user = await matrix.ensure_user(self.worker, password,
+                                                access_token=cached.reveal() if cached else None)
+            except UnauthorizedError:
+                # The account exists but our password does not open it. Only an account our ledger
+                # says we made (a deleted worker's, locked at delete) may be taken back; anyone
+                # else's account is not ours to touch.
+                known = await ctx.store.ledger.get("matrix_user", self.user_id)
+                if known is None:
+                    raise PermanentError(
+                        f"{self.user_id} already exists and is not a worker account; choose another name"
+                    ) from None
+                await matrix.reset_password(self.user_id, password, logout_devices=True)
+                user = await matrix.ensure_user(self.worker, password)
+        await ctx.store.secrets.put(ctx.op.subject, ACCESS_TOKEN, user.access_token)
+        return Done({"user_id": user.user_id, "created": user.created}, external_id=user.user_id)
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        """Lock the account: a random password and every session logged out.
+
+        Not deactivated: Synapse never frees a deactivated name, and its reactivation fails on
+        SQLite (1.163), so a worker of the same name could never come back. A locked account can,
+        through the ledger-guarded password reset in :meth:`do`.
+        """
+        async with ctx.external("matrix"):
+            await self.services.matrix.reset_password(self.user_id, token_hex(32), logout_devices=True)
+        await ctx.store.secrets.delete(ctx.op.subject, ACCESS_TOKEN)
+
+
+class Room(WorkerStep):
+    """The worker's room by alias; the worker joins it with its own token."""
+
+    name = "room"
+
+    def __init__(self, services: Services, worker: str, *, leader: str | None = None, **kwargs: Any) -> None:
+        super().__init__(services, worker, **kwargs)
+        self.leader = leader
+        self.resource = ResourceRef("matrix_room", self.alias)
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        config = self.services.config
+        admins = [UserId(a) for a in config.matrix.admins]
+        authority = [names.user_id(self.leader, self.services.domain)] if self.leader else []
+        power = {**{a: 100 for a in admins}, **{a: 100 for a in authority}, self.user_id: 0}
+        token = await ctx.store.secrets.get(ctx.op.subject, ACCESS_TOKEN)
+        async with ctx.external("matrix"):
+            room = await self.services.matrix.ensure_room(
+                names.worker_room_alias(self.worker), name=f"Worker: {self.worker}",
+                topic=f"Talk to the worker {self.worker} here", invite=[*admins, *authority, self.user_id],
+                power_users=power,
+                meta={"schemaVersion": 1, "roomKind": ROOM_META_KIND, "workerName": self.worker,
+                      "createdBy": "hiclaw-bot"},
+            )
+            if token is not None:
+                await self.services.matrix.join(room.room_id, token=token.reveal())
+        await ctx.store.workers.update(self.worker, room_id=room.room_id)
+        return Done({"room_id": room.room_id}, external_id=room.room_id)
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        await release_room(self.services, self.worker)
+
+
+async def release_room(services: Services, worker: str) -> None:
+    """Drop the alias and empty the room of everyone but its keepers; the history stays (upstream #1184)."""
+    matrix = services.matrix
+    alias = names.full_alias(names.worker_room_alias(worker), services.domain)
+    try:
+        room_id = await matrix.resolve_alias(alias)
+    except NotFoundError:
+        return
+    keep = {services.bot_user_id, *services.config.matrix.admins}
+    for member in await matrix.joined_members(room_id):
+        if member not in keep:
+            await matrix.kick(room_id, member, reason=f"worker {worker} deleted")
+    await matrix.delete_alias(alias)
+
+
+class GatewayConsumer(WorkerStep):
+    name = "gateway_consumer"
+
+    def __init__(self, services: Services, worker: str, **kwargs: Any) -> None:
+        super().__init__(services, worker, **kwargs)
+        self.resource = ResourceRef("gateway_consumer", names.consumer(worker))
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        gateway = self.services.gateway
+        if gateway is None:
+            return Skipped("no gateway configured")
+        key = (await ctx.secret(GATEWAY_KEY)).reveal()
+        async with ctx.external("higress"):
+            await gateway.ensure_consumer(names.consumer(self.worker), key)
+        return Done({"consumer": names.consumer(self.worker)}, external_id=names.consumer(self.worker))
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        if self.services.gateway is not None:
+            async with ctx.external("higress"):
+                await self.services.gateway.delete_consumer(names.consumer(self.worker))
+
+
+class GatewayAuth(WorkerStep):
+    """Put the consumer on the AI routes' and MCP servers' allow lists."""
+
+    name = "gateway_auth"
+
+    def __init__(self, services: Services, worker: str, mcp: list[str], **kwargs: Any) -> None:
+        super().__init__(services, worker, **kwargs)
+        self.mcp = mcp
+        self.resource = ResourceRef("gateway_auth", names.consumer(worker))
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        gateway = self.services.gateway
+        settings = self.services.config.gateway
+        if gateway is None or settings.kind != "higress":
+            return Skipped("no gateway configured")
+        consumer = names.consumer(self.worker)
+        async with ctx.external("higress"):
+            routes = await gateway.authorize(consumer, settings.routes)
+            servers = await gateway.authorize_mcp(consumer, self.mcp) if self.mcp else []
+        return Done({"routes": routes, "mcp": servers})
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        gateway = self.services.gateway
+        if gateway is None:
+            return
+        consumer = names.consumer(self.worker)
+        async with ctx.external("higress"):
+            await gateway.deauthorize(consumer, "all")
+            await gateway.deauthorize_mcp(consumer, "all")
+
+
+class Config(WorkerStep):
+    """Render the worker's files and push what changed; seed-only files are written once."""
+
+    name = "config"
+
+    def __init__(self, services: Services, worker: str, params: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(services, worker, **kwargs)
+        self.params = params
+        self.resource = ResourceRef("object_prefix", names.worker_prefix(worker))
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        spec = await self._spec(ctx)
+        rendered = render_worker_config(spec)
+        prefix = names.worker_prefix(self.worker)
+        written = 0
+        async with ctx.external("storage"):
+            for path, data in sorted(rendered.files.items()):
+                if path in rendered.seed_only:
+                    written += await self.services.objects.put_if_absent(prefix + path, data)
+                else:
+                    written += await self.services.objects.put(prefix + path, data)
+        return Done({"digest": rendered.digest(), "written": written}, external_id=prefix)
+
+    async def _spec(self, ctx: StepContext) -> WorkerConfigSpec:
+        config = self.services.config
+        token = await ctx.store.secrets.get(ctx.op.subject, ACCESS_TOKEN)
+        key = await ctx.secret(GATEWAY_KEY)
+        row = await ctx.store.workers.get(self.worker)
+        if token is None or row is None or row.room_id is None:
+            raise PermanentError(f"worker {self.worker} has no account or room yet")
+        leader = self.params.get("leader")
+        senders = [*config.matrix.admins, *([names.user_id(leader, self.services.domain)] if leader else [])]
+        gateway_url = config.gateway.gateway_url if config.gateway.kind == "higress" else "http://127.0.0.1"
+        return WorkerConfigSpec(
+            worker=WorkerName(self.worker), homeserver_url=config.matrix.homeserver, user_id=self.user_id,
+            access_token=token.reveal(), room_id=RoomId(row.room_id),
+            allowed_senders=tuple(UserId(s) for s in senders), model=str(self.params["model"]),
+            gateway_url=gateway_url, gateway_key=key.reveal(),
+            mcp_servers=tuple(McpServer(s) for s in self.params.get("mcp", [])),
+            role=self.params.get("role", "worker"), team=self.params.get("team"),
+            skills=tuple(self.params.get("skills", [])),
+        )
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        async with ctx.external("storage"):
+            await self.services.objects.delete_prefix(names.worker_prefix(self.worker))
+
+
+def worker_spec(services: Services, worker: str, params: Mapping[str, Any]) -> WorkerSpec:
+    """What the backend runs: the image, and the environment that tells the worker where its files are."""
+    env = {**dict(params.get("env", {})), **worker_env(services.storage_settings(), worker)}
+    return WorkerSpec(name=worker, image=str(params["image"]), env=env,
+                      labels={"role": str(params.get("role", "worker"))})
+
+
+class Runtime(WorkerStep):
+    """Create and start the worker on the backend (adopting one that runs the same spec)."""
+
+    name = "runtime"
+
+    def __init__(self, services: Services, worker: str, params: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(services, worker, **kwargs)
+        self.spec = worker_spec(services, worker, params)
+        self.resource = ResourceRef("worker_runtime", names.container(worker))
+
+    async def observe(self, ctx: StepContext) -> Outcome | None:
+        async with ctx.external("backend"):
+            status = await self.services.backend.status(self.worker)
+        if status.state in (WorkerState.RUNNING, WorkerState.STARTING) and status.spec_hash == self.spec.spec_hash:
+            return Done({"spec_hash": self.spec.spec_hash}, external_id=names.container(self.worker),
+                        spec_hash=self.spec.spec_hash)
+        return None
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        backend = self.services.backend
+        async with ctx.external("backend"):
+            ref = await backend.create(self.spec, replace=True)
+            await backend.start(self.worker)
+        return Done({"spec_hash": ref.spec_hash}, external_id=ref.external_id, spec_hash=ref.spec_hash)
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        async with ctx.external("backend"):
+            await self.services.backend.delete(self.worker)
+
+
+class Ready(WorkerStep):
+    """Wait until the worker is up: its agent reports a sync after this start, or (``ready_check:
+    running``) its runtime merely runs. Joining the room proves nothing: the room step joins the
+    worker's account itself, as runtimes that do not auto-join need."""
+
+    name = "ready"
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        settings = self.services.config
+        deadline = time.monotonic() + settings.lifecycle.ready_timeout
+        while True:
+            async with ctx.external("backend"):
+                status = await self.services.backend.status(self.worker)
+            if status.state is WorkerState.FAILED:
+                raise PermanentError(f"the worker's runtime failed: {status.detail or 'no detail'}; "
+                                     f"see !worker logs {self.worker}")
+            if status.state is WorkerState.RUNNING:
+                if settings.backend.ready_check == "running":
+                    return Done({"ready": "running"})
+                synced = await self._synced_at(ctx)
+                if synced is not None and (status.started_at is None or synced >= status.started_at):
+                    return Done({"ready": "agent", "synced_at": synced.isoformat()})
+            if time.monotonic() > deadline:
+                raise PermanentError(
+                    f"{self.worker} did not become ready within {settings.lifecycle.ready_timeout:.0f}s "
+                    f"(runtime {status.state}); see !worker logs {self.worker}"
+                )
+            await asyncio.sleep(0.2)
+
+    async def _synced_at(self, ctx: StepContext) -> datetime | None:
+        key = f"{names.worker_prefix(self.worker)}{ACTIVITY}"
+        try:
+            async with ctx.external("storage"):
+                record = json.loads(await self.services.objects.get(key))
+        except (NotFoundError, ValueError):
+            return None
+        value = record.get("synced_at") if isinstance(record, dict) else None
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+class Record(WorkerStep):
+    """Write down the worker's new state once everything before is done."""
+
+    name = "record"
+
+    def __init__(self, services: Services, worker: str, state: str, **fields: Any) -> None:
+        super().__init__(services, worker)
+        self.state = state
+        self.fields = fields
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        await ctx.store.workers.update(self.worker, state=self.state, observed_state=self.state,
+                                       previous_state=None, **self.fields)
+        return Done({"state": self.state})
+
+
+class Stop(WorkerStep):
+    name = "stop"
+
+    async def observe(self, ctx: StepContext) -> Outcome | None:
+        async with ctx.external("backend"):
+            status = await self.services.backend.status(self.worker)
+        return Done() if status.state in (WorkerState.STOPPED, WorkerState.NOT_FOUND) else None
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        async with ctx.external("backend"):
+            await self.services.backend.stop(self.worker)
+        return Done()
+
+
+class Start(WorkerStep):
+    name = "start"
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        async with ctx.external("backend"):
+            try:
+                await self.services.backend.start(self.worker)
+            except NotFound:
+                raise PermanentError(f"{self.worker} has no runtime on the backend; "
+                                     f"!worker update {self.worker} recreates it") from None
+        return Done()
+
+
+class Mark(WorkerStep):
+    """Move the worker to a transitional state (``Updating``), remembering where it was."""
+
+    name = "mark"
+
+    def __init__(self, services: Services, worker: str, state: str) -> None:
+        super().__init__(services, worker)
+        self.state = state
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        row = await ctx.store.workers.get(self.worker)
+        if row is None:
+            raise PermanentError(f"no worker named {self.worker}")
+        previous = row.previous_state if row.state == self.state else row.state
+        await ctx.store.workers.update(self.worker, state=self.state, previous_state=previous)
+        return Done({"previous": previous})
+
+
+class Update(WorkerStep):
+    """Apply a new runtime spec through the backend (in place, or new-beside-old on Docker)."""
+
+    name = "runtime_update"
+
+    def __init__(self, services: Services, worker: str, params: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(services, worker, **kwargs)
+        self.spec = worker_spec(services, worker, params)
+
+    async def observe(self, ctx: StepContext) -> Outcome | None:
+        async with ctx.external("backend"):
+            status = await self.services.backend.status(self.worker)
+        return Done({"spec_hash": self.spec.spec_hash}) if status.spec_hash == self.spec.spec_hash else None
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        async with ctx.external("backend"):
+            try:
+                await self.services.backend.update(self.worker, self.spec)
+            except NotFound:
+                await self.services.backend.create(self.spec, replace=True)
+        return Done({"spec_hash": self.spec.spec_hash}, spec_hash=self.spec.spec_hash)
