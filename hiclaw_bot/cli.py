@@ -6,13 +6,19 @@ Each subcommand is a thin shell over the library: parsing and printing here, beh
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from hiclaw_bot.app import running, serve
 from hiclaw_bot.config import Config, ConfigError, load_config
 from storage import Store
 
@@ -92,24 +98,34 @@ def ops(config_path: Path, states: tuple[str, ...], limit: int) -> None:
 @main.command()
 @CONFIG_OPTION
 def run(config_path: Path) -> None:
-    """Run the bot with CONFIG_PATH."""
-    _load(config_path)
-    errors.print("not yet: the chat layer is not wired in this build")
-    sys.exit(1)
+    """Run the bot with CONFIG_PATH until interrupted."""
+    config = _load(config_path)
+    _logging(config.log_level)
+    _until_interrupted(serve(config))
 
 
 @main.command()
 @CONFIG_OPTION
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Talk to the bot of `hiclaw-bot dev` in this directory (its config and admin login).")
 @click.argument("text")
 @click.option("--user", "user_id", help="Send as this Matrix user (default: the first admin of the config).")
 @click.option("--password", envvar="HICLAW_SAY_PASSWORD", help="Its password (default: matrix.admin_password).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the final answer.")
-def say(config_path: Path, text: str, user_id: str | None, password: str | None, timeout: float) -> None:
+def say(config_path: Path, data_dir: Path | None, text: str, user_id: str | None, password: str | None,
+        timeout: float) -> None:
     """Send TEXT to the bot in a direct message and print its answers until the final one."""
     # Imported here: the Matrix client library is slow to import, and only this command needs it.
     from hiclaw_bot.chat.say import BotMessage, SayError
     from hiclaw_bot.chat.say import say as talk
 
+    if data_dir is not None:
+        from hiclaw_bot.devstack.stack import read_admin_login
+
+        login = read_admin_login(data_dir)
+        config_path = data_dir / "config.yaml"
+        user_id = user_id or login.user_id
+        password = password or login.password
     config = _load(config_path)
 
     def show(message: BotMessage) -> None:
@@ -131,6 +147,35 @@ def say(config_path: Path, text: str, user_id: str | None, password: str | None,
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".dev"), show_default=True)
 def dev(data_dir: Path) -> None:
     """Start the embedded local stack (Synapse, object store, gateway simulator) and the bot."""
-    del data_dir
-    errors.print("not yet: the local stack is not wired in this build")
-    sys.exit(1)
+    from hiclaw_bot.devstack.stack import LocalStack
+
+    _logging("INFO")
+
+    async def go() -> None:
+        async with LocalStack(data_dir) as stack, running(stack.config):
+            console.print(stack.describe(), markup=False)
+            console.print(f"The bot is up. In another terminal: hiclaw-bot say --data-dir {data_dir} '!help'",
+                          markup=False)
+            await asyncio.Event().wait()
+
+    _until_interrupted(go())
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiohttp.access", "nio", "botocore", "aiobotocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _until_interrupted(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro``; SIGINT or SIGTERM cancels it, so every ``finally`` runs and the exit is clean."""
+
+    async def main_task() -> None:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main_task())

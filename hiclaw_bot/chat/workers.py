@@ -1,0 +1,253 @@
+"""The ``!worker`` commands: check everything a person could get wrong, then start an operation.
+
+Validation happens here, before any external call: a name that exists, a model that is not
+allowed, a full quota or an unknown team get a reply that says so and change nothing. What is
+left (accounts, rooms, gateway, storage, runtime) is the flows' work, run durably by the engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from backends import BackendError, ExecTimeout, WorkerState
+from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, ListOf, option, positional
+from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.permissions import Permission
+from hiclaw_bot.chat.registry import Registry, TargetSpec
+from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
+from hiclaw_bot.config import Config, parse_duration
+from hiclaw_bot.flows import worker as flows
+from hiclaw_bot.flows.services import Services
+from storage import Worker
+
+LOG_LIMIT = 3500
+"""Characters of logs or exec output a reply carries (the tail: the end is what matters)."""
+EXEC_TIMEOUT = 30.0
+
+
+def _tail(text: str, limit: int = LOG_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    return f"… ({len(text) - limit} earlier characters cut)\n" + text[-limit:]
+
+
+def _code(title: str, text: str) -> Reply:
+    body = text.rstrip() or "(nothing)"
+    return Reply(f"{title}\n{body}", f"<p>{escape(title)}</p><pre><code>{escape(body)}</code></pre>")
+
+
+class WorkerCommands:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    @property
+    def config(self) -> Config:
+        return self.services.config
+
+    async def _row(self, ctx: CommandContext) -> Worker | Reply:
+        name = ctx.args.get("name", str)
+        row = await ctx.store.workers.get(name)
+        if row is None:
+            return Reply.of(f"There is no worker named `{name}`. `!worker list` shows them.")
+        return row
+
+    # -- create ---------------------------------------------------------------------------------
+
+    async def create(self, ctx: CommandContext) -> Reply | None:
+        name = ctx.args.get("name", str)
+        quotas = self.config.quotas
+        if await ctx.store.workers.get(name) is not None:
+            return Reply.of(f"A worker named `{name}` already exists: `!worker status {name}`.")
+        model = ctx.args.optional("model", str) or quotas.default_model
+        if quotas.allowed_models and model not in quotas.allowed_models:
+            return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(quotas.allowed_models)}.")
+        team = ctx.args.optional("team", str)
+        if team is not None and await ctx.store.teams.get(team) is None:
+            return Reply.of(f"There is no team named `{team}`.")
+        refusal = await self._quota(ctx, team)
+        if refusal is not None:
+            return refusal
+        idle = ctx.args.optional("idle_timeout", str)
+        try:
+            idle_s = parse_duration(idle) if idle is not None else None
+        except ValueError:
+            return Reply.of("`--idle-timeout` takes a duration such as 30m or 12h.")
+        params: dict[str, Any] = {
+            "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
+            "team": team, "skills": ctx.args.get("skills", list) if ctx.args.values.get("skills") else [],
+            "mcp": ctx.args.get("mcp", list) if ctx.args.values.get("mcp") else [],
+            "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s,
+        }
+        await ctx.start(flows.CREATE, flows.subject(name), params)
+        return None
+
+    async def _quota(self, ctx: CommandContext, team: str | None) -> Reply | None:
+        total = self.config.quotas.max_workers
+        if total is not None and await ctx.store.workers.count() >= total:
+            return Reply.of(f"The installation is at its limit of {total} workers (quotas.max_workers).")
+        if team is not None:
+            limit = self.config.team_limit(team)
+            if limit is not None and await ctx.store.workers.count(team=team) >= limit:
+                return Reply.of(f"Team `{team}` is at its limit of {limit} workers.")
+        return None
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def list(self, ctx: CommandContext) -> Reply:
+        rows = await ctx.store.workers.all()
+        if not rows:
+            return Reply.of("No workers yet. Create one with `!worker create NAME`.")
+        now = time.time()
+        return table(
+            ["name", "team", "state", "backend", "image", "last active"],
+            [[w.name, w.team or "–", w.state, w.backend, w.image or "–",
+              f"{spoken_duration(now - w.last_active_at)} ago" if w.last_active_at else "–"] for w in rows],
+            title=f"{len(rows)} worker(s)",
+        )
+
+    async def status(self, ctx: CommandContext) -> Reply:
+        row = await self._row(ctx)
+        if isinstance(row, Reply):
+            return row
+        try:
+            observed = await self.services.backend.status(row.name)
+            runtime = f"{observed.state}" + (f" ({observed.detail})" if observed.detail else "")
+        except BackendError as exc:
+            runtime = f"unknown ({exc})"
+        holder = await ctx.store.ops.holder(flows.subject(row.name))
+        lines = [
+            f"Worker {row.name}: {row.state} (wanted: {row.desired_state})",
+            f"runtime: {runtime} on {row.backend}, image {row.image}",
+            f"model: {row.model}; team: {row.team or '–'}; room: {row.room_id or '–'}",
+        ]
+        if holder is not None:
+            where = f" at step {holder.failed_step}" if holder.failed_step else ""
+            lines.append(f"operation {holder.op_id} ({holder.kind}) is {holder.state}{where}"
+                         + (f": {holder.error}" if holder.error else ""))
+            if holder.state == "failed":
+                lines.append(f"`!op retry {holder.op_id}` resumes it; `!op abort {holder.op_id}` undoes it.")
+        return Reply.of("\n".join(lines))
+
+    async def logs(self, ctx: CommandContext) -> Reply:
+        row = await self._row(ctx)
+        if isinstance(row, Reply):
+            return row
+        tail = ctx.args.get("tail", int)
+        try:
+            text = await self.services.backend.logs(row.name, tail=tail)
+        except BackendError as exc:
+            return Reply.of(f"No logs for {row.name}: {exc}")
+        return _code(f"Last {tail} lines of {row.name}:", _tail(text))
+
+    async def exec(self, ctx: CommandContext) -> Reply:
+        row = await self._row(ctx)
+        if isinstance(row, Reply):
+            return row
+        if not ctx.argv:
+            return Reply.of(f"Give the command after `--`: `!worker exec {row.name} -- ls -la`.")
+        try:
+            result = await self.services.backend.exec(row.name, list(ctx.argv), EXEC_TIMEOUT)
+        except ExecTimeout:
+            return Reply.of(f"The command did not finish within {EXEC_TIMEOUT:.0f}s.")
+        except BackendError as exc:
+            return Reply.of(f"Cannot run it in {row.name}: {exc}")
+        output = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
+        return _code(f"exit code {result.exit_code}", _tail(output))
+
+    # -- changing -------------------------------------------------------------------------------
+
+    async def wake(self, ctx: CommandContext) -> Reply | None:
+        row = await self._row(ctx)
+        if isinstance(row, Reply):
+            return row
+        if row.state == flows.RUNNING and await self._running(row.name):
+            return Reply.of(f"{row.name} is already running.")
+        await ctx.start(flows.WAKE, flows.subject(row.name), {"name": row.name})
+        return None
+
+    async def sleep(self, ctx: CommandContext) -> Reply | None:
+        row = await self._row(ctx)
+        if isinstance(row, Reply):
+            return row
+        if row.state == flows.SLEEPING and not await self._running(row.name):
+            return Reply.of(f"{row.name} is already asleep.")
+        await ctx.start(flows.SLEEP, flows.subject(row.name), {"name": row.name})
+        return None
+
+    async def update(self, ctx: CommandContext) -> Reply | None:
+        row = await self._row(ctx)
+        if isinstance(row, Reply):
+            return row
+        changes: dict[str, Any] = {}
+        for key in ("model", "image"):
+            value = ctx.args.optional(key, str)
+            if value is not None:
+                changes[key] = value
+        env = ctx.args.values.get("env") or {}
+        if env:
+            changes["env"] = {**dict(row.spec.get("env") or {}), **dict(env)}
+        if not changes:
+            return Reply.of("Nothing to change: give `--model`, `--image` or `--env KEY=VALUE`.")
+        allowed = self.config.quotas.allowed_models
+        if "model" in changes and allowed and changes["model"] not in allowed:
+            return Reply.of(f"Model `{changes['model']}` is not allowed here; allowed: {', '.join(allowed)}.")
+        params = {**_spec(row), **changes, "name": row.name}
+        await ctx.start(flows.UPDATE, flows.subject(row.name), params)
+        return None
+
+    async def delete(self, ctx: CommandContext) -> Reply | None:
+        name = ctx.args.get("name", str)
+        row = await ctx.store.workers.get(name)
+        holder = await ctx.store.ops.holder(flows.subject(name))
+        if row is None and holder is None:
+            return Reply.of(f"There is no worker named `{name}`.")
+        params = {**(_spec(row) if row else {}), "name": name}
+        await ctx.start(flows.DELETE, flows.subject(name), params)
+        return None
+
+    async def _running(self, name: str) -> bool:
+        try:
+            return (await self.services.backend.status(name)).state is WorkerState.RUNNING
+        except BackendError:
+            return False
+
+
+def _spec(row: Worker) -> Mapping[str, Any]:
+    return {**row.spec, "model": row.model, "image": row.image}
+
+
+def register_worker_commands(registry: Registry, services: Services) -> None:
+    commands = WorkerCommands(services)
+    target = TargetSpec("worker", "name")
+    worker = positional("name", NAME, "the worker")
+    registry.command(
+        "worker", "create", summary="Create a worker and start it", handler=commands.create,
+        target=TargetSpec("worker", "name", team_arg="team"),
+        args=[worker, option("model", TEXT, "the model (default from the config)"),
+              option("image", TEXT, "the runtime image"), option("team", NAME, "the team it joins"),
+              option("skills", ListOf(NAME), "skills to install"), option("mcp", ListOf(NAME), "MCP servers"),
+              option("env", PAIR, "an environment variable", many=True),
+              option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h")],
+    )
+    registry.command("worker", "list", summary="All workers and their state", handler=commands.list,
+                     aliases=("worker ls", "workers"))
+    registry.command("worker", "status", summary="One worker: state, runtime, current operation",
+                     handler=commands.status, target=target, args=[worker])
+    registry.command("worker", "wake", summary="Start a sleeping worker", handler=commands.wake,
+                     target=target, args=[worker])
+    registry.command("worker", "sleep", summary="Stop a worker; its files and room stay", handler=commands.sleep,
+                     target=target, args=[worker])
+    registry.command("worker", "update", summary="Change a worker's model, image or environment",
+                     handler=commands.update, target=target,
+                     args=[worker, option("model", TEXT, "the new model"), option("image", TEXT, "the new image"),
+                           option("env", PAIR, "set an environment variable", many=True)])
+    registry.command("worker", "delete", summary="Delete a worker and everything made for it",
+                     handler=commands.delete, target=target, args=[worker],
+                     confirm="deletes worker {name}: its runtime, files, gateway access and room alias")
+    registry.command("worker", "logs", summary="The end of a worker's logs", handler=commands.logs,
+                     target=target, args=[worker, option("tail", INT, "how many lines", default=50)])
+    registry.command("worker", "exec", summary="Run a command inside a worker (admins only)",
+                     handler=commands.exec, target=target, args=[worker], raw="COMMAND…",
+                     permission=Permission.MANAGE)
