@@ -12,7 +12,7 @@ sync in a tight loop. Here:
 * a resumed sync asks for ``full_state`` (nio otherwise starts with no room state, nio #525); the
   very first sync of a new installation skips room history (commands nobody sent to *this* bot),
   and a room's timeline before the bot's own join is never treated as commands (hemppa #27): the
-  server marks such events (MSC4115), and where it does not, the bot's join event in the batch does;
+  server marks such events (MSC4115), and where it does not, the time of the bot's join does;
 * commands older than ``matrix.command_max_age`` — found on catch-up — are answered, not run;
 * a timeline the server cut short (``limited``) is filled from ``/messages`` back to the old token;
 * sync errors (nio *returns* them) back off exponentially with jitter, up to a minute, never spin;
@@ -43,7 +43,6 @@ from hiclaw_bot.chat.matrix import (
     inviter,
     login,
     new_client,
-    own_join,
     secret_owner,
     unknown_token,
 )
@@ -58,20 +57,22 @@ from storage import Store
 
 log = logging.getLogger("hiclaw_bot.chat.bot")
 
-_TIMELINE_TYPES = ["m.room.message", "m.room.member"]
+_MESSAGES = ["m.room.message"]
 _BACKFILL_PAGES = 10
 PROCESSED_EVENTS_KEPT = 30 * 86400.0
 """How long processed-event marks are kept: far longer than any sync token is replayed."""
 _STOP_GRACE = 10.0
 
 
-def sync_filter(timeline_limit: int) -> JsonDict:
-    """Only what the bot reads: messages and memberships; no presence, receipts, typing or account data."""
+def sync_filter(timeline_limit: int, me: str) -> JsonDict:
+    """Only what the bot reads: others' messages. No presence, receipts, typing or account data, and
+    not its own messages: each answer would otherwise wake the bot's long poll for nothing, and the
+    homeserver would compute that sync just when the person's client waits for the answer."""
     return {
         "presence": {"types": []},
         "account_data": {"types": []},
         "room": {
-            "timeline": {"limit": timeline_limit, "types": _TIMELINE_TYPES},
+            "timeline": {"limit": timeline_limit, "types": _MESSAGES, "not_senders": [me]},
             "state": {"lazy_load_members": True, "types": ["m.room.create", "m.room.power_levels"]},
             "ephemeral": {"types": []},
             "account_data": {"types": []},
@@ -122,6 +123,7 @@ class Bot:
         self.hub: ProgressHub | None = None
         self._dispatcher: Dispatcher | None = None
         self._resolver = Resolver(config, store)
+        self._joined_at: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._processing = False
@@ -221,7 +223,7 @@ class Bot:
         client = self.client
         backoff = Backoff()
         resumed = token is not None
-        filter_ = sync_filter(self.timeline_limit)
+        filter_ = sync_filter(self.timeline_limit, self.user_id)
         while not self._stopping:
             try:
                 response = await client.sync(timeout=int(self.sync_timeout * 1000) if self._ready.is_set() else 0,
@@ -275,7 +277,7 @@ class Bot:
                 events = list(info.timeline.events)
                 if info.timeline.limited and info.timeline.prev_batch:
                     events = await self._backfill(room_id, info.timeline.prev_batch, since) + events
-                messages += self._commands_after_join(room_id, events)
+                messages += self._commands(room_id, events)
         assert self._dispatcher is not None
         token_saved = False
         for index, message in enumerate(messages):
@@ -284,10 +286,10 @@ class Bot:
         if not token_saved:
             await self.store.sync.set(SYNC_KEY, response.next_batch)
 
-    def _commands_after_join(self, room_id: str, events: Sequence[Any]) -> list[Incoming]:
-        joined_at = max((i for i, e in enumerate(events) if own_join(e, self.user_id)), default=-1)
-        found = (incoming(room_id, event, self.user_id) for event in events[joined_at + 1:])
-        return [message for message in found if message is not None]
+    def _commands(self, room_id: str, events: Sequence[Any]) -> list[Incoming]:
+        found = (incoming(room_id, event, self.user_id) for event in events)
+        joined_at = self._joined_at.get(room_id, 0)
+        return [m for m in found if m is not None and (m.sent_at is None or m.sent_at >= joined_at)]
 
     async def _backfill(self, room_id: str, prev_batch: str, since: str) -> list[Any]:
         """The events between ``since`` and the start of a cut-short timeline, oldest first."""
@@ -296,7 +298,8 @@ class Bot:
         start = prev_batch
         for _ in range(_BACKFILL_PAGES):
             page = await self.client.room_messages(room_id, start=start, end=since, direction=nio.MessageDirection.back,
-                                                   limit=100, message_filter={"types": _TIMELINE_TYPES})
+                                                   limit=100, message_filter={"types": _MESSAGES,
+                                                                              "not_senders": [self.user_id]})
             if not isinstance(page, nio.RoomMessagesResponse) or not page.chunk:
                 break
             collected += page.chunk
@@ -326,11 +329,27 @@ class Bot:
                 log.warning("joining %s failed (attempt %d): %s", room_id, attempt + 1, response)
                 await asyncio.sleep(0.5 * 2 ** attempt)
             decision = "joined" if isinstance(response, nio.JoinResponse) else "join-failed"
+            if decision == "joined":
+                await self._note_join(room_id)
         else:
             await self.client.room_leave(room_id)
             decision = "declined"
         log.info("invite to %s from %s: %s", room_id, sender, decision)
         await self.store.audit.add(actor=sender, command="invite", decision=decision, room_id=room_id)
+
+    async def _note_join(self, room_id: RoomId) -> None:
+        """Remember when (by the server's clock) the bot joined, for servers that do not mark history.
+
+        The room's next timeline may hold messages from before the join; servers with MSC4115 say so
+        on each event (``unsigned.membership``), for the others this timestamp draws the line.
+        """
+        assert self.client is not None
+        state = await self.client.room_get_state(room_id)
+        for event in state.events if isinstance(state, nio.RoomGetStateResponse) else []:
+            if event.get("type") == "m.room.member" and event.get("state_key") == self.user_id:
+                stamp = event.get("origin_server_ts")
+                if isinstance(stamp, int):
+                    self._joined_at[room_id] = stamp
 
     # -- progress of operations that outlived the previous process ------------------------------
 

@@ -46,6 +46,8 @@ class Incoming:
     content: Mapping[str, Any] = field(default_factory=dict, repr=False)
     age: float = 0.0
     """Seconds since the homeserver received the message."""
+    sent_at: int | None = None
+    """The homeserver's timestamp of the message (``origin_server_ts``, milliseconds)."""
 
     @property
     def answer_relation(self) -> JsonDict:

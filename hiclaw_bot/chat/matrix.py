@@ -149,8 +149,10 @@ def incoming(room_id: str, event: Any, me: str, *, now: float | None = None) -> 
     if not isinstance(body, str) or not isinstance(sender, str) or not isinstance(event_id, str):
         return None
     formatted = content.get("formatted_body") if content.get("format") == "org.matrix.custom.html" else None
+    stamp = source.get("origin_server_ts")
     return Incoming(RoomId(room_id), EventId(event_id), UserId(sender), body,
-                    formatted if isinstance(formatted, str) else None, dict(content), _age(source, now))
+                    formatted if isinstance(formatted, str) else None, dict(content), _age(source, now),
+                    stamp if isinstance(stamp, int) else None)
 
 
 def _age(source: Mapping[str, Any], now: float | None) -> float:
@@ -161,12 +163,6 @@ def _age(source: Mapping[str, Any], now: float | None) -> float:
     if isinstance(sent, int):
         return max((now if now is not None else time.time()) - sent / 1000, 0.0)
     return 0.0
-
-
-def own_join(event: Any, me: str) -> bool:
-    """True for the event of the bot joining (not a profile change of an existing membership)."""
-    return (isinstance(event, nio.RoomMemberEvent) and event.state_key == me and event.membership == "join"
-            and event.prev_membership != "join")
 
 
 def inviter(invite_state: list[Any], me: str) -> str | None:

@@ -101,3 +101,14 @@ def test_backoff_is_capped_and_resets() -> None:
     assert waits[-1] >= 8 * 0.75
     backoff.reset()
     assert backoff.next() <= 1.25
+
+
+def test_without_msc4115_the_join_time_separates_history_from_commands(bot: Bot) -> None:
+    def text(event_id: str, stamp: int) -> Any:
+        return SimpleNamespace(source={"type": "m.room.message", "sender": "@root:example.org", "event_id": event_id,
+                                       "origin_server_ts": stamp, "content": {"msgtype": "m.text", "body": "!help"}})
+
+    bot._joined_at["!r:example.org"] = 5_000
+    found = bot._commands("!r:example.org", [text("$before", 4_999), text("$after", 5_000)])
+    assert [m.event_id for m in found] == ["$after"]
+    assert [m.event_id for m in bot._commands("!other:example.org", [text("$x", 1)])] == ["$x"]
