@@ -2,9 +2,10 @@
 
 A newcomer should be able to try ``hiclaw-bot say "!worker create alice"`` right after
 ``hiclaw-bot dev``. So this logs in as a configured user (an admin by default) with a password,
-finds the direct-message room it shares with the bot (or creates one and waits for the bot to
-join), sends TEXT as ``m.text`` and prints what the bot answers, following edits of the progress
-message, until the answer marked final (see :data:`~hiclaw_bot.chat.replies.REPLY_KEY`) arrives.
+finds the direct-message room it shares with the bot (by its ``m.direct`` list; or creates one,
+waits for the bot to join and lists it there, as any client would), sends TEXT as ``m.text`` and
+prints what the bot answers, following edits of the progress message, until the answer marked
+final (see :data:`~hiclaw_bot.chat.replies.REPLY_KEY`) arrives.
 
 :class:`Conversation` is the same thing as a library, used by the integration tests and the latency
 benchmark: it reads replies from a background long-poll sync, as a real client sees them.
@@ -19,7 +20,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import nio
 
 from hiclaw_bot.chat.matrix import NETWORK_ERRORS, new_client
@@ -164,15 +167,33 @@ class Conversation:
             self._more.set()
 
     async def _find_dm(self) -> str | None:
-        rooms = await self.client.joined_rooms()
-        if not isinstance(rooms, nio.JoinedRoomsResponse):
-            raise SayError(f"cannot list rooms: {rooms}")
-        for room_id in rooms.rooms:
+        """The newest room the user's ``m.direct`` list holds for the bot, if the bot is still in it.
+
+        Only direct rooms count: a worker room that happens to hold just the user and the bot (the
+        worker not joined yet) must not receive commands meant for a private chat.
+        """
+        for room_id in reversed((await self._direct()).get(self.bot_user_id, [])):
             members = await self.client.joined_members(room_id)
             if isinstance(members, nio.JoinedMembersResponse) and \
                     {m.user_id for m in members.members} == {self.user_id, self.bot_user_id}:
                 return str(room_id)
         return None
+
+    async def _direct(self, update: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+        """Read (or replace) the user's ``m.direct`` account data, which nio has no call for."""
+        url = f"{self.client.homeserver}/_matrix/client/v3/user/{quote(self.user_id)}/account_data/m.direct"
+        headers = {"Authorization": f"Bearer {self.client.access_token}"}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            if update is not None:
+                async with http.put(url, json=update, headers=headers) as response:
+                    response.raise_for_status()
+                return update
+            async with http.get(url, headers=headers) as response:
+                if response.status == 404:
+                    return {}
+                response.raise_for_status()
+                body = await response.json()
+        return {k: [r for r in v if isinstance(r, str)] for k, v in body.items() if isinstance(v, list)}
 
     async def _create_dm(self, join_timeout: float) -> str:
         created = await self.client.room_create(is_direct=True, invite=[self.bot_user_id],
@@ -184,6 +205,9 @@ class Conversation:
             members = await self.client.joined_members(created.room_id)
             if isinstance(members, nio.JoinedMembersResponse) and \
                     any(m.user_id == self.bot_user_id for m in members.members):
+                direct = await self._direct()
+                direct.setdefault(self.bot_user_id, []).append(created.room_id)
+                await self._direct(direct)
                 return str(created.room_id)
             await asyncio.sleep(0.1)
         raise SayError(f"the bot did not join the new room within {join_timeout:.0f} s "

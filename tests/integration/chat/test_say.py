@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from hiclaw_bot.chat.say import BotMessage, say
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from tests.integration.chat.conftest import ChatSetup, running_bot
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -21,6 +22,9 @@ async def test_say_follows_edits_until_the_final_answer(setup: ChatSetup) -> Non
     async with running_bot(config, setup.db_path):
         assert await say(config, "!demo run spoken --steps 2 --delay 0.3", show=heard.append, within=30)
         assert await say(config, "!help op list", show=heard.append, within=30)  # the same DM again
+    async with MatrixAdmin(setup.synapse.url, server_name=setup.synapse.server_name,
+                           access_token=setup.admin.token) as client:
+        assert len(await client.joined_rooms()) == 1  # the second say found the DM of the first
     assert heard[0].text.startswith("⏳ running: demo.run demo:spoken")
     assert any(m.edited for m in heard)
     finals = [m for m in heard if m.final]
