@@ -317,7 +317,8 @@ class Ready(WorkerStep):
                     f"{self.worker} did not become ready within {settings.lifecycle.ready_timeout:.0f}s "
                     f"(runtime {status.state}); see !worker logs {self.worker}"
                 )
-            await asyncio.sleep(0.2)
+            async with ctx.external("worker"):  # waiting for the worker to boot is the worker's time
+                await asyncio.sleep(0.2)
 
     async def _synced_at(self, ctx: StepContext) -> datetime | None:
         key = f"{names.worker_prefix(self.worker)}{ACTIVITY}"

@@ -1,0 +1,95 @@
+"""Worker creation on the local stack (real Synapse, SeaweedFS, the gateway simulator) with the
+process backend running the reference agent.
+
+Measures 20 sequential creates (p50/p95 wall), the engine's overhead ratio — (wall − time inside
+external calls) / wall, from the per-step timings the engine records — and 20 concurrent creates
+(wall, failures, duplicates counted at the servers). Prints one JSON object as its last line.
+Targets: create p50 ≤ 1.5 s, overhead ≤ 5 %, 0 failures and 0 duplicates when concurrent.
+
+The Docker figures need an image that runs the agent, which cannot be built here without a
+registry; ``"docker"`` reports that instead of numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hiclaw_bot.app import running
+from hiclaw_bot.devstack.stack import LocalStack
+from hiclaw_bot.flows import worker as flows
+
+SEQUENTIAL = 20
+CONCURRENT = 20
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def create(app: object, name: str) -> tuple[float, str, float, float]:
+    """Create ``name``; return wall ms, final state, and the op's summed step and external ms."""
+    engine = app.engine  # type: ignore[attr-defined]
+    store = app.store  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    sub = await engine.submit(flows.CREATE, flows.subject(name),
+                              {"name": name, "model": "qwen-max", "image": "hiclaw/worker-agent:latest"})
+    op = await engine.wait(sub.op.op_id)
+    wall = (time.perf_counter() - started) * 1000
+    steps = await store.steps.of(op.op_id)
+    external = sum(s.external_ms for s in steps)
+    return wall, op.state, external, sum(s.duration_ms or 0 for s in steps)
+
+
+async def main() -> dict[str, object]:
+    logging.basicConfig(level=logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with LocalStack(Path(tmp) / "stack", bcrypt_rounds=4) as stack:
+            config = stack.config.model_copy(update={"backend": stack.config.backend.model_copy(
+                update={"kind": "process"})})
+            async with running(config) as app:
+                walls: list[float] = []
+                ratios: list[float] = []
+                for i in range(SEQUENTIAL):
+                    wall, state, external, _ = await create(app, f"seq-{i}")
+                    assert state == "succeeded", state
+                    walls.append(wall)
+                    ratios.append(max(0.0, (wall - external) / wall))
+                started = time.perf_counter()
+                results = await asyncio.gather(*(create(app, f"par-{i}") for i in range(CONCURRENT)),
+                                               return_exceptions=True)
+                concurrent_wall = (time.perf_counter() - started) * 1000
+                failures = sum(1 for r in results if isinstance(r, BaseException) or r[1] != "succeeded")
+                consumers = list(stack.gateway.consumers)
+                duplicates = len(consumers) - len(set(consumers))
+                runtimes = [s.name for s in await app.services.backend.list()]
+                duplicates += len(runtimes) - len(set(runtimes))
+                for status in await app.services.backend.list():
+                    await app.services.backend.delete(status.name)
+    return {
+        "process": {
+            "creates": SEQUENTIAL,
+            "create_p50_ms": round(statistics.median(walls), 1),
+            "create_p95_ms": round(percentile(walls, 0.95), 1),
+            "overhead_ratio": round(statistics.median(ratios), 4),
+            "concurrent": CONCURRENT,
+            "concurrent_wall_ms": round(concurrent_wall, 1),
+            "concurrent_failures": failures,
+            "concurrent_duplicates": duplicates,
+            "workers_running": len(runtimes),
+        },
+        "docker": {"skipped": "needs an image that runs the agent; none can be built here without a registry"},
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main())))
