@@ -8,9 +8,11 @@ counter, the homeserver's account list and the backend's worker list prove it at
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from hiclaw_bot.app import running
+from hiclaw_bot.chat.say import BotMessage
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, SharedSecretRegistration
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
@@ -47,8 +49,8 @@ def app_config(setup: ChatSetup, bot: Account, gateway: HigressConsoleSimulator,
     })
 
 
-def final_text(answers: list[object]) -> str:
-    return str(getattr(answers[-1], "text", "")) if answers else ""
+def final_text(answers: Sequence[BotMessage]) -> str:
+    return answers[-1].text if answers else ""
 
 
 async def account_exists(setup: ChatSetup, localpart: str) -> bool:
@@ -83,7 +85,7 @@ async def test_worker_life_from_chat_and_bad_input_touches_nothing(setup: ChatSe
             worker = unique("alice")
             _, answers = await ask(talk, f"!worker create {worker}", within=60)
             assert "succeeded" in final_text(answers), final_text(answers)
-            assert any("✓ ready" in str(getattr(m, "text", "")) for m in answers), "progress was shown"
+            assert any("✓ ready" in m.text for m in answers), "progress was shown"
             assert await account_exists(setup, worker), "the probe sees accounts that exist"
             _, answers = await ask(talk, f"!worker create {worker}")
             assert "already exists" in final_text(answers)
