@@ -41,7 +41,7 @@ from hiclaw_bot.clients.errors import (
     PermanentClientError,
     UnauthorizedError,
 )
-from hiclaw_bot.types import UserId
+from hiclaw_bot.types import RoomId, UserId
 
 _TOKEN_STAGE = "m.login.registration_token"  # noqa: S105 (a UIA stage name, not a secret)
 _DUMMY_STAGE = "m.login.dummy"
@@ -188,6 +188,11 @@ class AccountsAPI(MatrixBase):
                 return False
         self._sessions.pop(user_id, None)
         return True
+
+    async def rooms_of(self, user_id: UserId) -> set[RoomId]:
+        """Every room a user has joined, through the Synapse admin API (no token of theirs needed)."""
+        body = await self._http.request("GET", f"{ADMIN_V1}/users/{q(user_id)}/joined_rooms", token=self._auth(None))
+        return {RoomId(str(room)) for room in body.get("joined_rooms", [])}
 
     async def create_registration_token(self, *, uses_allowed: int | None = None) -> str:
         """Mint a registration token (Synapse admin API). Each call makes a new one: keep what it returns."""

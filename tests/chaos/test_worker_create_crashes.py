@@ -1,0 +1,108 @@
+"""SIGKILL the bot between intent and call, and between call and commit, at every step of
+``worker.create``; after a restart the worker exists exactly once in every system.
+
+Counted at the servers: the worker's rooms on Synapse (admin API), the alias, the consumer and
+its entries on every route allow list in the console simulator, the files in the object store,
+the backend's runtimes, and the agent processes on this machine (a runtime orphaned by the
+killed bot would be a second one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin
+from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
+from hiclaw_bot.flows import names
+from hiclaw_bot.types import RoomAlias, UserId
+from tests.fixtures.synapse import SynapseEnv, unique
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = ["secrets", "account", "room", "gateway_consumer", "gateway_auth", "config", "runtime", "ready", "record"]
+POINTS = ["after_intent", "after_call"]
+
+
+@pytest.fixture(scope="module")
+async def gateway() -> AsyncIterator[HigressConsoleSimulator]:
+    async with HigressConsoleSimulator(initialized=True) as sim:
+        yield sim
+
+
+def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path) -> None:
+    path.write_text(json.dumps({
+        "data_dir": str(tmp / "data"),
+        "matrix": {
+            "homeserver": synapse.url, "server_name": synapse.server_name,
+            "bot": {"localpart": "hiclaw-admin", "access_token": synapse.admin_token},
+            "admins": [synapse.admin_user_id],
+            "registration": {"mode": "token", "token": synapse.registration_token},
+        },
+        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
+                    "gateway_url": "http://127.0.0.1:9"},
+        "storage": {"kind": "local", "directory": str(tmp / "objects")},
+        "backend": {"kind": "process", "instance": "crash"},
+        "lifecycle": {"ready_timeout": "40s"},
+    }))
+
+
+async def run_child(config: Path, worker: str, env_extra: dict[str, str], token: str) -> int:
+    env = {**os.environ, **env_extra, "HICLAW_TEST_BOT_TOKEN": token, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.chaos.worker_app", str(config), worker, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    if proc.returncode not in (0, -signal.SIGKILL):
+        pytest.fail(f"child exited {proc.returncode}: {out.decode()[-1500:]}")
+    return proc.returncode
+
+
+def agent_processes(worker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "hiclaw_bot.agent" in " ".join(proc.info["cmdline"] or []) and \
+                    proc.environ().get("HICLAW_WORKER_NAME") == worker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.parametrize(("step", "point"), list(itertools.product(STEPS, POINTS)))
+async def test_kill_the_bot_then_restart(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
+                                         step: str, point: str) -> None:
+    worker = unique("w")
+    config = tmp_path / "config.json"
+    write_config(config, synapse, gateway, tmp_path)
+    fault = {"HICLAW_FAULT": f"kill:{step}:{point}", "HICLAW_FAULT_MARKER": str(tmp_path / "killed")}
+    try:
+        assert await run_child(config, worker, fault, synapse.admin_token) == -signal.SIGKILL
+        assert await run_child(config, worker, fault, synapse.admin_token) == 0
+
+        user_id = UserId(f"@{worker}:{synapse.server_name}")
+        async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
+                               access_token=synapse.admin_token) as admin:
+            rooms = await admin.rooms_of(user_id)
+            alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
+            room_id = await admin.resolve_alias(alias)
+        assert rooms == {room_id}, "exactly one room, the aliased one"
+        consumer = names.consumer(worker)
+        assert consumer in gateway.consumers
+        for route, allowed in gateway.route_allow.items():
+            assert allowed.count(consumer) == 1, route
+        assert (tmp_path / "objects" / f"agents/{worker}/openclaw.json").exists()
+        assert len(agent_processes(worker)) == 1, "one runtime: none orphaned by the killed bot"
+    finally:
+        for proc in agent_processes(worker):
+            proc.terminate()

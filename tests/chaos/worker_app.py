@@ -1,0 +1,43 @@
+"""A child process for the worker crash tests: the real worker flows on real services.
+
+Usage: ``python -m tests.chaos.worker_app CONFIG_JSON WORKER``, with the bot's access token in
+``HICLAW_TEST_BOT_TOKEN`` and the fault in ``HICLAW_FAULT``. It resumes an unfinished operation if
+a killed predecessor left one, else submits ``worker.create``; exits 0 when it succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from hiclaw_bot.config import Config
+from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
+from hiclaw_bot.flows import worker as flows
+from hiclaw_bot.flows.services import open_services
+from storage import Store
+
+
+async def main(config_path: str, worker: str) -> int:
+    config = Config.model_validate(json.loads(Path(config_path).read_text()))  # noqa: ASYNC240 -- once, at start
+    store = await Store.open(config.database_path)
+    engine = Engine(store, boundary_hook=hook_from_env(), retry=RetryPolicy(max_attempts=4, initial=0.05))
+    async with open_services(config, store, bot_token=os.environ["HICLAW_TEST_BOT_TOKEN"]) as services:
+        flows.register_worker_flows(engine, services)
+        resumed = await engine.start()
+        if resumed:
+            op_id = resumed[0]
+        else:
+            params = {"name": worker, "model": "qwen-max", "image": "hiclaw/worker-agent:1"}
+            op_id = (await engine.submit(flows.CREATE, flows.subject(worker), params)).op.op_id
+        op = await engine.wait(op_id)
+        await engine.stop()
+    await store.close()
+    print(f"op {op.op_id} {op.state} {op.failed_step or ''} {op.error or ''}")
+    return 0 if op.state == "succeeded" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2])))
