@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from hiclaw_bot.clients.errors import NotFoundError
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.flows import names
@@ -55,10 +56,10 @@ def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulat
     }))
 
 
-async def run_child(config: Path, worker: str, env_extra: dict[str, str], token: str) -> int:
+async def run_child(config: Path, worker: str, env_extra: dict[str, str], token: str, kind: str = "create") -> int:
     env = {**os.environ, **env_extra, "HICLAW_TEST_BOT_TOKEN": token, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.chaos.worker_app", str(config), worker, cwd=ROOT, env=env,
+        sys.executable, "-m", "tests.chaos.worker_app", str(config), worker, kind, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
@@ -103,6 +104,59 @@ async def test_kill_the_bot_then_restart(synapse: SynapseEnv, gateway: HigressCo
             assert allowed.count(consumer) == 1, route
         assert (tmp_path / "objects" / f"agents/{worker}/openclaw.json").exists()
         assert len(agent_processes(worker)) == 1, "one runtime: none orphaned by the killed bot"
+    finally:
+        for proc in agent_processes(worker):
+            proc.terminate()
+
+
+UPDATE_STEPS = ["mark", "config", "runtime_update", "ready", "restore"]
+DELETE_STEPS = ["mark", "remove_runtime", "remove_config", "remove_gateway_auth", "remove_gateway_consumer",
+                "remove_room", "remove_account", "forget"]
+
+
+@pytest.mark.parametrize(("step", "point"), list(itertools.product(UPDATE_STEPS, POINTS)))
+async def test_kill_the_bot_during_an_update(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
+                                             step: str, point: str) -> None:
+    worker = unique("u")
+    config = tmp_path / "config.json"
+    write_config(config, synapse, gateway, tmp_path)
+    fault = {"HICLAW_FAULT": f"kill:{step}:{point}:worker.update", "HICLAW_FAULT_MARKER": str(tmp_path / "killed")}
+    try:
+        assert await run_child(config, worker, {}, synapse.admin_token) == 0
+        assert await run_child(config, worker, fault, synapse.admin_token, "update") == -signal.SIGKILL
+        assert await run_child(config, worker, fault, synapse.admin_token, "update") == 0
+        agents = agent_processes(worker)
+        assert len(agents) == 1, "one runtime after the update"
+        assert agents[0].environ().get("MOOD") == "calm", "and it runs the new spec"
+    finally:
+        for proc in agent_processes(worker):
+            proc.terminate()
+
+
+@pytest.mark.parametrize(("step", "point"), list(itertools.product(DELETE_STEPS, POINTS)))
+async def test_kill_the_bot_during_a_delete(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
+                                            step: str, point: str) -> None:
+    worker = unique("d")
+    config = tmp_path / "config.json"
+    write_config(config, synapse, gateway, tmp_path)
+    fault = {"HICLAW_FAULT": f"kill:{step}:{point}:worker.delete", "HICLAW_FAULT_MARKER": str(tmp_path / "killed")}
+    try:
+        assert await run_child(config, worker, {}, synapse.admin_token) == 0
+        assert await run_child(config, worker, fault, synapse.admin_token, "delete") == -signal.SIGKILL
+        assert await run_child(config, worker, fault, synapse.admin_token, "delete") == 0
+
+        async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
+                               access_token=synapse.admin_token) as admin:
+            alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
+            with pytest.raises(NotFoundError):
+                await admin.resolve_alias(alias)
+            assert await admin.rooms_of(UserId(f"@{worker}:{synapse.server_name}")) == set()
+        consumer = names.consumer(worker)
+        assert consumer not in gateway.consumers
+        assert all(consumer not in allowed for allowed in gateway.route_allow.values())
+        assert not (tmp_path / "objects" / f"agents/{worker}").exists() or \
+            not any((tmp_path / "objects" / f"agents/{worker}").rglob("*.*"))
+        assert agent_processes(worker) == []
     finally:
         for proc in agent_processes(worker):
             proc.terminate()

@@ -1,8 +1,9 @@
 """A child process for the worker crash tests: the real worker flows on real services.
 
-Usage: ``python -m tests.chaos.worker_app CONFIG_JSON WORKER``, with the bot's access token in
-``HICLAW_TEST_BOT_TOKEN`` and the fault in ``HICLAW_FAULT``. It resumes an unfinished operation if
-a killed predecessor left one, else submits ``worker.create``; exits 0 when it succeeded.
+Usage: ``python -m tests.chaos.worker_app CONFIG_JSON WORKER KIND`` (``create``, ``update`` or
+``delete``), with the bot's access token in ``HICLAW_TEST_BOT_TOKEN`` and the fault in
+``HICLAW_FAULT``. It resumes an unfinished operation if a killed predecessor left one, else submits
+``worker.KIND`` (an update moves to image ``:2`` with a new variable); exits 0 when it succeeded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
@@ -20,7 +22,7 @@ from hiclaw_bot.flows.services import open_services
 from storage import Store
 
 
-async def main(config_path: str, worker: str) -> int:
+async def main(config_path: str, worker: str, kind: str) -> int:
     config = Config.model_validate(json.loads(Path(config_path).read_text()))  # noqa: ASYNC240 -- once, at start
     store = await Store.open(config.database_path)
     engine = Engine(store, boundary_hook=hook_from_env(), retry=RetryPolicy(max_attempts=4, initial=0.05))
@@ -30,8 +32,13 @@ async def main(config_path: str, worker: str) -> int:
         if resumed:
             op_id = resumed[0]
         else:
-            params = {"name": worker, "model": "qwen-max", "image": "hiclaw/worker-agent:1"}
-            op_id = (await engine.submit(flows.CREATE, flows.subject(worker), params)).op.op_id
+            params: dict[str, Any] = {"name": worker, "model": "qwen-max", "image": "hiclaw/worker-agent:1"}
+            row = await store.workers.get(worker)
+            if row is not None:
+                params = {**row.spec, "model": row.model, "image": row.image, "name": worker}
+            if kind == "update":
+                params.update(image="hiclaw/worker-agent:2", env={"MOOD": "calm"})
+            op_id = (await engine.submit(f"worker.{kind}", flows.subject(worker), params)).op.op_id
         op = await engine.wait(op_id)
         await engine.stop()
     await store.close()
@@ -40,4 +47,4 @@ async def main(config_path: str, worker: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2])))
+    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3])))
