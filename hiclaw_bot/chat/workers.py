@@ -20,6 +20,7 @@ from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
 from hiclaw_bot.config import Config, parse_duration
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.worker_steps import builtin_skills
 from storage import Worker
 
 LOG_LIMIT = 3500
@@ -66,6 +67,10 @@ class WorkerCommands:
         team = ctx.args.optional("team", str)
         if team is not None and await ctx.store.teams.get(team) is None:
             return Reply.of(f"There is no team named `{team}`.")
+        skills = ctx.args.get("skills", list) if ctx.args.values.get("skills") else []
+        unknown = sorted(set(skills) - set(builtin_skills()))
+        if unknown:
+            return Reply.of(f"Unknown skill(s): {', '.join(unknown)}. Known: {', '.join(builtin_skills())}.")
         refusal = await self._quota(ctx, team)
         if refusal is not None:
             return refusal
@@ -76,7 +81,7 @@ class WorkerCommands:
             return Reply.of("`--idle-timeout` takes a duration such as 30m or 12h.")
         params: dict[str, Any] = {
             "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
-            "team": team, "skills": ctx.args.get("skills", list) if ctx.args.values.get("skills") else [],
+            "team": team, "skills": skills,
             "mcp": ctx.args.get("mcp", list) if ctx.args.values.get("mcp") else [],
             "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s,
         }

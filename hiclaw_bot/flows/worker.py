@@ -2,10 +2,11 @@
 
 ``worker.create``::
 
-    register ─► secrets ─┬► account ─► room ───────────┐
-                         └► gateway_consumer ─► gateway_auth ─┴► config ─► runtime ─► ready ─► record
+    register ─► secrets ─┬► account ─► room ─────────────────────┐
+                         ├► gateway_consumer ─► gateway_auth ───┴► config ─┐
+                         └► skills ────────────────────────────────────────┴► runtime ─► ready ─► record
 
-The gateway branch does not wait for Matrix, so the two run side by side. ``worker.delete`` undoes
+The gateway and skills branches do not wait for Matrix, so they run side by side. ``worker.delete`` undoes
 the same resources in reverse, each "already gone" counting as done, and then forgets the worker.
 Sleep, wake and update are short flows of their own; every one is a normal engine operation, so
 it is checkpointed, resumable and serialised with anything else that touches the same worker.
@@ -31,6 +32,7 @@ from hiclaw_bot.flows.worker_steps import (
     Room,
     Runtime,
     Secrets,
+    Skills,
     Start,
     Stop,
     Update,
@@ -149,7 +151,8 @@ def create_steps(services: Services, op: Operation) -> Sequence[Step]:
         GatewayConsumer(services, worker, after=("secrets",)),
         GatewayAuth(services, worker, list(params.get("mcp", [])), after=("gateway_consumer",)),
         Config(services, worker, params, after=("room", "gateway_auth")),
-        Runtime(services, worker, params),
+        Skills(services, worker, list(params.get("skills", [])), after=("secrets",)),
+        Runtime(services, worker, params, after=("config", "skills")),
         Ready(services, worker),
         Record(services, worker, RUNNING),
     ]

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from importlib import resources
 from typing import Any
 
 from backends import NotFound, WorkerSpec, WorkerState
@@ -251,6 +252,38 @@ class Config(WorkerStep):
     async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
         async with ctx.external("storage"):
             await self.services.objects.delete_prefix(names.worker_prefix(self.worker))
+
+
+SKILLS = resources.files("hiclaw_bot.flows").joinpath("skills")
+
+
+def builtin_skills() -> list[str]:
+    """The skills shipped with the bot (``hiclaw_bot/flows/skills/<name>/SKILL.md``)."""
+    return sorted(entry.name for entry in SKILLS.iterdir() if entry.joinpath("SKILL.md").is_file())
+
+
+class Skills(WorkerStep):
+    """Push the worker's skills; unchanged files are skipped by the object store."""
+
+    name = "skills"
+
+    def __init__(self, services: Services, worker: str, skills: list[str], **kwargs: Any) -> None:
+        super().__init__(services, worker, **kwargs)
+        self.skills = skills
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        if not self.skills:
+            return Skipped("no skills asked for")
+        unknown = sorted(set(self.skills) - set(builtin_skills()))
+        if unknown:
+            raise PermanentError(f"unknown skill(s): {', '.join(unknown)}; known: {', '.join(builtin_skills())}")
+        prefix = names.worker_prefix(self.worker)
+        written = 0
+        async with ctx.external("storage"):
+            for skill in sorted(set(self.skills)):
+                data = SKILLS.joinpath(skill, "SKILL.md").read_bytes()
+                written += await self.services.objects.put(f"{prefix}skills/{skill}/SKILL.md", data)
+        return Done({"skills": sorted(set(self.skills)), "written": written})
 
 
 def worker_spec(services: Services, worker: str, params: Mapping[str, Any]) -> WorkerSpec:

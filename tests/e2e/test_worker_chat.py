@@ -74,6 +74,7 @@ async def test_worker_life_from_chat_and_bad_input_touches_nothing(setup: ChatSe
                 "!worker status ghost": "no worker named",
                 "!worker wake ghost": "no worker named",
                 "!worker create": "missing",
+                f"!worker create {bob} --skills no-such-skill": "Unknown skill",
             }
             for command, expected in bad.items():
                 _, answers = await ask(talk, command)
@@ -89,6 +90,17 @@ async def test_worker_life_from_chat_and_bad_input_touches_nothing(setup: ChatSe
             assert await account_exists(setup, worker), "the probe sees accounts that exist"
             _, answers = await ask(talk, f"!worker create {worker}")
             assert "already exists" in final_text(answers)
+            # Two commands on one worker at once: the second is refused, and never stops the worker.
+            first = await talk.send(f"!worker update {worker} --env MOOD=busy")
+            _, answers = await ask(talk, f"!worker sleep {worker}")
+            assert "busy" in final_text(answers).lower(), final_text(answers)
+            updated = [m async for m in talk.replies(first, within=60)]
+            assert "succeeded" in final_text(updated), final_text(updated)
+            row = await app.store.workers.get(worker)
+            assert row is not None
+            assert row.state == "Running"
+            assert (await app.services.backend.status(worker)).state.value == "running"
+
             _, answers = await ask(talk, "!worker list")
             assert worker in final_text(answers)
             assert "Running" in final_text(answers)

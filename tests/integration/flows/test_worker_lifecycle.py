@@ -45,7 +45,8 @@ async def test_a_worker_lives_and_leaves_nothing_behind(stack: Stack) -> None:
     consumer = names.consumer(worker)
     params = {"model": "qwen-max", "image": "hiclaw/worker-agent:1"}
 
-    await run(stack, CREATE, worker, **params)
+    await run(stack, CREATE, worker, skills=["file-sync"], **params)
+    assert (stack.objects_dir / f"agents/{worker}/skills/file-sync/SKILL.md").exists()
     row = await stack.store.workers.get(worker)
     assert row is not None
     assert row.state == "Running"
