@@ -29,7 +29,8 @@ from hiclaw_bot.types import RoomAlias, UserId
 from tests.fixtures.synapse import SynapseEnv, unique
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ["secrets", "account", "room", "gateway_consumer", "gateway_auth", "config", "runtime", "ready", "record"]
+STEPS = ["secrets", "account", "room", "gateway_consumer", "gateway_auth", "config", "skills", "runtime", "ready",
+         "record"]
 POINTS = ["after_intent", "after_call"]
 
 

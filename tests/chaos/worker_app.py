@@ -32,7 +32,8 @@ async def main(config_path: str, worker: str, kind: str) -> int:
         if resumed:
             op_id = resumed[0]
         else:
-            params: dict[str, Any] = {"name": worker, "model": "qwen-max", "image": "hiclaw/worker-agent:1"}
+            params: dict[str, Any] = {"name": worker, "model": "qwen-max", "image": "hiclaw/worker-agent:1",
+                                      "skills": ["file-sync"]}
             row = await store.workers.get(worker)
             if row is not None:
                 params = {**row.spec, "model": row.model, "image": row.image, "name": worker}
