@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Protocol
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
-from botocore.exceptions import HTTPClientError
 
 from hiclaw_bot.clients.errors import (
     ClientError,
@@ -189,7 +189,7 @@ class S3ObjectStore:
             if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             raise _s3_error(exc, f"put {self.bucket}/{key}") from None
-        except (HTTPClientError, aiohttp.ClientError, TimeoutError) as exc:
+        except (BotoCoreError, aiohttp.ClientError, TimeoutError) as exc:
             raise _s3_error(exc, f"put {self.bucket}/{key}") from None
         return True
 
@@ -236,7 +236,7 @@ class S3ObjectStore:
     def _errors(self, operation: str, key: str) -> Iterator[None]:
         try:
             yield
-        except (BotoClientError, HTTPClientError, aiohttp.ClientError, TimeoutError) as exc:
+        except (BotoClientError, BotoCoreError, aiohttp.ClientError, TimeoutError) as exc:
             raise _s3_error(exc, f"{operation} {self.bucket}/{key}") from None
 
 
@@ -245,7 +245,11 @@ def _code(exc: BotoClientError) -> str:
 
 
 def _s3_error(exc: BaseException, what: str) -> ClientError:
-    """Map botocore's errors to the client tree; the message holds codes and names, never credentials."""
+    """Map botocore's errors to the client tree; the message holds codes and names, never credentials.
+
+    Anything that is not an answer from the server (botocore's connection errors, an aiohttp error,
+    a timeout) means the server could not be reached: transient.
+    """
     if not isinstance(exc, BotoClientError):
         return TransientClientError("s3", f"{what}: {type(exc).__name__}")
     code = _code(exc)

@@ -67,6 +67,7 @@ class SeaweedServer:
         self.endpoint_url = ""
         self._startup_timeout = startup_timeout
         self._process: asyncio.subprocess.Process | None = None
+        self._ports: list[int] | None = None
 
     def __repr__(self) -> str:
         return f"SeaweedServer(endpoint_url={self.endpoint_url!r}, data_dir={str(self.data_dir)!r})"
@@ -79,6 +80,7 @@ class SeaweedServer:
                 return
             except SeaweedStartError:
                 await self.stop()
+                self._ports = None
                 if attempt == 2:
                     raise
                 logger.warning("weed mini did not start, retrying with other ports")
@@ -87,7 +89,9 @@ class SeaweedServer:
         binary = weed_binary()
         tmp = self.data_dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        free = _free_ports(2 * len(_COMPONENTS))
+        # A restart keeps the ports it had: clients and workers have the endpoint.
+        free = self._ports or _free_ports(2 * len(_COMPONENTS))
+        self._ports = free
         ports = dict(zip(_COMPONENTS, free[:len(_COMPONENTS)], strict=True))
         grpc = dict(zip(_COMPONENTS, free[len(_COMPONENTS):], strict=True))
         argv = [

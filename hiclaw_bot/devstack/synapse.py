@@ -84,7 +84,10 @@ def free_port() -> int:
 
 
 def _port_taken(port: int) -> bool:
+    """Whether something listens on ``port``. SO_REUSEADDR as Twisted uses it: a port left in
+    TIME_WAIT by our own previous run (a restart) is free for Synapse, and so it is for this probe."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -139,7 +142,8 @@ class LocalSynapse:
         """Write the configuration, start Synapse and wait until ``/health`` answers."""
         if self.running:
             return
-        port = self._wanted_port or free_port()
+        # A restart keeps the address: configs and running workers have the URL.
+        port = self._wanted_port or self._port or free_port()
         if _port_taken(port):
             raise SynapseStartError(f"port {port} on 127.0.0.1 is already in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)

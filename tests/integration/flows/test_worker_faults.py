@@ -3,10 +3,19 @@ operation at its step with a reason, and a retry resumes there without repeating
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from pydantic import SecretStr
+
+from hiclaw_bot.config import S3StorageConfig
+from hiclaw_bot.devstack.seaweed import SeaweedServer
+from hiclaw_bot.engine import Engine, EventKind, ProgressEvent, RetryPolicy
 from hiclaw_bot.flows import names
-from hiclaw_bot.flows.worker import CREATE, subject
+from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.worker import CREATE, register_worker_flows, subject
 from hiclaw_bot.types import UserId
-from tests.fixtures.synapse import unique
+from tests.fixtures.synapse import SynapseEnv, unique
 from tests.integration.flows.conftest import Stack
 
 PARAMS = {"model": "qwen-max", "image": "hiclaw/worker-agent:1"}
@@ -51,3 +60,70 @@ async def test_a_permanent_failure_names_its_step_and_retry_resumes_there(stack:
     assert len(await stack.services.matrix.rooms_of(user_id)) == 1, "exactly one room"
     assert stack.gateway.count("POST", "/v1/consumers") == consumer_posts + 1
     await stack.services.backend.delete(worker)
+
+
+def patient_engine(stack: Stack, services: Services | None = None) -> Engine:
+    """An engine whose retries outlast a server restart (about 10 s of backoff)."""
+    engine = Engine(stack.store, retry=RetryPolicy(max_attempts=10, initial=0.3, maximum=2.0, jitter=0.1))
+    register_worker_flows(engine, services or stack.services)
+    return engine
+
+
+async def start_on_retry(events: asyncio.Queue[ProgressEvent], step: str,
+                         start: Callable[[], Awaitable[None]]) -> None:
+    """Bring the server back only once ``step`` has met the outage and is retrying."""
+    while True:
+        event = await events.get()
+        if event.kind is EventKind.STEP_RETRYING and event.step == step:
+            await start()
+            return
+
+
+async def test_synapse_restarted_during_a_create(stack: Stack, synapse: SynapseEnv) -> None:
+    worker = unique("restart")
+    engine = patient_engine(stack)
+    server = synapse.server
+    await server.stop()
+    async with engine.subscribe() as events:
+        restart = asyncio.create_task(start_on_retry(events, "account", server.start))
+        try:
+            sub = await engine.submit(CREATE, subject(worker), {"name": worker, **PARAMS})
+            op = await engine.wait(sub.op.op_id)
+        finally:
+            if not server.running:
+                await server.start()
+            restart.cancel()
+            await engine.stop()
+    assert op.state == "succeeded", (op.failed_step, op.error)
+    retried = {s.name: s.attempts for s in await stack.store.steps.of(op.op_id)}
+    assert retried["account"] > 1, "the account step met the outage and retried"
+    user_id = UserId(f"@{worker}:{stack.config.matrix.server_name}")
+    assert len(await stack.services.matrix.rooms_of(user_id)) == 1
+    await stack.services.backend.delete(worker)
+
+
+async def test_s3_stopped_and_restarted_during_a_create(stack: Stack, seaweed: SeaweedServer,
+                                                         synapse: SynapseEnv) -> None:
+    worker = unique("s3")
+    config = stack.config.model_copy(update={"storage": S3StorageConfig(
+        endpoint=seaweed.endpoint_url, bucket=unique("bucket"), access_key=SecretStr(seaweed.access_key),
+        secret_key=SecretStr(seaweed.secret_key), region=seaweed.region)})
+    async with open_services(config, stack.store, bot_token=synapse.admin_token,
+                             backend=stack.services.backend) as services:
+        engine = patient_engine(stack, services)
+        await seaweed.stop()
+        async with engine.subscribe() as events:
+            restart = asyncio.create_task(start_on_retry(events, "config", seaweed.start))
+            try:
+                sub = await engine.submit(CREATE, subject(worker), {"name": worker, **PARAMS})
+                op = await engine.wait(sub.op.op_id)
+            finally:
+                if not restart.done():
+                    restart.cancel()
+                    await seaweed.start()
+                await engine.stop()
+        assert op.state == "succeeded", (op.failed_step, op.error)
+        retried = {s.name: s.attempts for s in await stack.store.steps.of(op.op_id)}
+        assert retried["config"] > 1, "the config push met the outage and retried"
+        assert f"agents/{worker}/openclaw.json" in await services.objects.list(f"agents/{worker}/")
+        await services.backend.delete(worker)
