@@ -289,7 +289,9 @@ class Skills(WorkerStep):
 def worker_spec(services: Services, worker: str, params: Mapping[str, Any]) -> WorkerSpec:
     """What the backend runs: the image, and the environment that tells the worker where its files are."""
     env = {**dict(params.get("env", {})), **worker_env(services.storage_settings(), worker)}
+    command = params.get("command")
     return WorkerSpec(name=worker, image=str(params["image"]), env=env,
+                      command=[str(arg) for arg in command] if command else None,
                       labels={"role": str(params.get("role", "worker"))})
 
 
