@@ -81,16 +81,25 @@ def agent_processes(worker: str) -> list[psutil.Process]:
     return found
 
 
+async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path, worker: str,
+                            kind: str, step: str, point: str) -> None:
+    """Create the worker first (unless the crash is in the create), run ``worker.<kind>`` until the
+    fault kills it at ``step``/``point``, then run it again to completion."""
+    config = tmp / "config.json"
+    write_config(config, synapse, gateway, tmp)
+    fault = {"HICLAW_FAULT": f"kill:{step}:{point}:worker.{kind}", "HICLAW_FAULT_MARKER": str(tmp / "killed")}
+    if kind != "create":
+        assert await run_child(config, worker, {}, synapse.admin_token) == 0
+    assert await run_child(config, worker, fault, synapse.admin_token, kind) == -signal.SIGKILL
+    assert await run_child(config, worker, fault, synapse.admin_token, kind) == 0
+
+
 @pytest.mark.parametrize(("step", "point"), list(itertools.product(STEPS, POINTS)))
 async def test_kill_the_bot_then_restart(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
                                          step: str, point: str) -> None:
     worker = unique("w")
-    config = tmp_path / "config.json"
-    write_config(config, synapse, gateway, tmp_path)
-    fault = {"HICLAW_FAULT": f"kill:{step}:{point}", "HICLAW_FAULT_MARKER": str(tmp_path / "killed")}
     try:
-        assert await run_child(config, worker, fault, synapse.admin_token) == -signal.SIGKILL
-        assert await run_child(config, worker, fault, synapse.admin_token) == 0
+        await crash_then_finish(synapse, gateway, tmp_path, worker, "create", step, point)
 
         user_id = UserId(f"@{worker}:{synapse.server_name}")
         async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
@@ -119,13 +128,8 @@ DELETE_STEPS = ["mark", "remove_runtime", "remove_config", "remove_gateway_auth"
 async def test_kill_the_bot_during_an_update(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
                                              step: str, point: str) -> None:
     worker = unique("u")
-    config = tmp_path / "config.json"
-    write_config(config, synapse, gateway, tmp_path)
-    fault = {"HICLAW_FAULT": f"kill:{step}:{point}:worker.update", "HICLAW_FAULT_MARKER": str(tmp_path / "killed")}
     try:
-        assert await run_child(config, worker, {}, synapse.admin_token) == 0
-        assert await run_child(config, worker, fault, synapse.admin_token, "update") == -signal.SIGKILL
-        assert await run_child(config, worker, fault, synapse.admin_token, "update") == 0
+        await crash_then_finish(synapse, gateway, tmp_path, worker, "update", step, point)
         agents = agent_processes(worker)
         assert len(agents) == 1, "one runtime after the update"
         assert agents[0].environ().get("MOOD") == "calm", "and it runs the new spec"
@@ -138,13 +142,8 @@ async def test_kill_the_bot_during_an_update(synapse: SynapseEnv, gateway: Higre
 async def test_kill_the_bot_during_a_delete(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
                                             step: str, point: str) -> None:
     worker = unique("d")
-    config = tmp_path / "config.json"
-    write_config(config, synapse, gateway, tmp_path)
-    fault = {"HICLAW_FAULT": f"kill:{step}:{point}:worker.delete", "HICLAW_FAULT_MARKER": str(tmp_path / "killed")}
     try:
-        assert await run_child(config, worker, {}, synapse.admin_token) == 0
-        assert await run_child(config, worker, fault, synapse.admin_token, "delete") == -signal.SIGKILL
-        assert await run_child(config, worker, fault, synapse.admin_token, "delete") == 0
+        await crash_then_finish(synapse, gateway, tmp_path, worker, "delete", step, point)
 
         async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
                                access_token=synapse.admin_token) as admin:
