@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from storage._db import Tx
@@ -56,22 +55,9 @@ class WorkersRepo(Repo):
                 (*values, t.now(), name),
             )
 
-    async def touch(self, name: str, at: float, *, tx: Tx | None = None) -> None:
-        """Record activity; never moves ``last_active_at`` backwards."""
-        async with self._write(tx) as t:
-            await t.execute(
-                "UPDATE workers SET last_active_at = MAX(COALESCE(last_active_at, 0), ?) WHERE name = ?",
-                (at, name),
-            )
-
     async def delete(self, name: str, *, tx: Tx | None = None) -> None:
         async with self._write(tx) as t:
             await t.execute("DELETE FROM workers WHERE name = ?", (name,))
-
-    async def count_by_state(self, *, tx: Tx | None = None) -> list[tuple[str, int]]:
-        async with self._read(tx) as t:
-            rows = await t.fetchall("SELECT state, COUNT(*) FROM workers GROUP BY state")
-        return [(r[0], r[1]) for r in rows]
 
 
 _TEAM_COLUMNS = frozenset({"leader", "room_id", "leader_dm_room_id", "spec", "state", "max_workers"})
@@ -152,6 +138,3 @@ class HumansRepo(Repo):
         async with self._write(tx) as t:
             await t.execute("DELETE FROM humans WHERE name = ?", (name,))
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

@@ -73,11 +73,6 @@ class OperationsRepo(Repo):
                 (*values, t.now(), op_id),
             )
 
-    async def count_by_kind_state(self, *, tx: Tx | None = None) -> list[tuple[str, str, int]]:
-        async with self._read(tx) as t:
-            rows = await t.fetchall("SELECT kind, state, COUNT(*) FROM operations GROUP BY kind, state")
-        return [(r[0], r[1], r[2]) for r in rows]
-
 
 def is_holder_conflict(exc: sqlite3.IntegrityError) -> bool:
     """True when an INSERT/UPDATE broke the one-holder-per-subject index."""

@@ -67,7 +67,7 @@ class WorkerCommands:
         team = ctx.args.optional("team", str)
         if team is not None and await ctx.store.teams.get(team) is None:
             return Reply.of(f"There is no team named `{team}`.")
-        skills = ctx.args.get("skills", list) if ctx.args.values.get("skills") else []
+        skills: list[str] = ctx.args.values.get("skills") or []
         unknown = sorted(set(skills) - set(builtin_skills()))
         if unknown:
             return Reply.of(f"Unknown skill(s): {', '.join(unknown)}. Known: {', '.join(builtin_skills())}.")
@@ -82,7 +82,7 @@ class WorkerCommands:
         params: dict[str, Any] = {
             "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
             "team": team, "skills": skills,
-            "mcp": ctx.args.get("mcp", list) if ctx.args.values.get("mcp") else [],
+            "mcp": ctx.args.values.get("mcp") or [],
             "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s,
         }
         await ctx.start(flows.CREATE, flows.subject(name), params)

@@ -20,7 +20,7 @@ from hiclaw_bot.engine.errors import (
 from hiclaw_bot.engine.events import EventKind, ProgressEvent
 from hiclaw_bot.engine.faults import BOUNDARIES, BoundaryHook, hook_from_env, kill_at
 from hiclaw_bot.engine.retry import RetryPolicy
-from hiclaw_bot.engine.runner import Engine, Submission, watching
+from hiclaw_bot.engine.runner import Engine, Submission
 from hiclaw_bot.engine.steps import Done, FuncStep, Outcome, ResourceRef, Skipped, Step, StepContext
 
 __all__ = [
@@ -28,5 +28,5 @@ __all__ = [
     "FuncStep", "InvalidTransition", "OperationNotFound", "Outcome", "PermanentError", "ProgressEvent",
     "ResourceRef", "RetryPolicy", "Skipped", "Step", "StepContext", "StepError", "SubjectBusy",
     "Submission", "SystemClock", "TransientError", "classify", "describe", "hook_from_env", "is_gone",
-    "kill_at", "watching",
+    "kill_at",
 ]

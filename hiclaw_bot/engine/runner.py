@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -254,23 +254,3 @@ class Engine:
                 return
             raise
         self._spawn(oldest.op_id)
-
-
-@asynccontextmanager
-async def watching(engine: Engine, op_id: int) -> AsyncIterator[asyncio.Queue[ProgressEvent]]:
-    """Events of one operation only."""
-    async with engine.subscribe() as source:
-        sink: asyncio.Queue[ProgressEvent] = asyncio.Queue()
-
-        async def forward() -> None:
-            while True:
-                event = await source.get()
-                if event.op_id == op_id:
-                    sink.put_nowait(event)
-
-        task = asyncio.create_task(forward())
-        try:
-            yield sink
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)

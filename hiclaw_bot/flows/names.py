@@ -39,14 +39,6 @@ def worker_room_alias(worker: str) -> str:
     return f"hiclaw-worker-{worker}"
 
 
-def team_room_alias(team: str) -> str:
-    return f"hiclaw-team-{team}"
-
-
-def leader_dm_alias(team: str) -> str:
-    return f"hiclaw-leader-dm-{team}"
-
-
 def full_alias(localpart: str, domain: str) -> RoomAlias:
     return RoomAlias(f"#{localpart}:{domain}")
 
@@ -58,10 +50,6 @@ def consumer(worker: str) -> str:
 
 def worker_prefix(worker: str) -> str:
     return f"agents/{worker}/"
-
-
-def team_prefix(team: str) -> str:
-    return f"teams/{team}/"
 
 
 def container(worker: str) -> str:
