@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from hiclaw_bot.api import ApiState, open_api
 from hiclaw_bot.chat import Bot, default_registry
+from hiclaw_bot.chat.audit import register_audit_command
 from hiclaw_bot.chat.matrix import login, new_client
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.config import Config
@@ -32,6 +34,7 @@ class App:
     engine: Engine
     services: Services
     bot: Bot
+    api: ApiState | None = None
 
 
 async def bot_token(config: Config, store: Store) -> str:
@@ -60,6 +63,7 @@ async def running(config: Config) -> AsyncIterator[App]:
             register_worker_flows(engine, services)
             registry = default_registry()
             register_worker_commands(registry, services)
+            register_audit_command(registry)
             bot = Bot(config, store, engine, registry=registry)
             resumed = await engine.start()
             if resumed:
@@ -67,7 +71,9 @@ async def running(config: Config) -> AsyncIterator[App]:
             try:
                 await bot.start()
                 try:
-                    yield App(config, store, engine, services, bot)
+                    async with open_api(config.api, store, engine, services.backend,
+                                        matrix_ready=lambda: bot.ready) as api:
+                        yield App(config, store, engine, services, bot, api)
                 finally:
                     await bot.stop()
             finally:

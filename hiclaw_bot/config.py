@@ -212,6 +212,10 @@ class ApiConfig(_Model):
     enabled: bool = True
     listen: str = "127.0.0.1:8090"
     token: SecretStr | None = None
+    token_name: str = Field(default="operator", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    """Who the token stands for: operations it starts are by actor ``api:<token_name>``."""
+    protect_metrics: bool = False
+    """``/metrics`` is open by default (scraped on an internal port); true: it needs the token too."""
 
     @field_validator("listen")
     @classmethod

@@ -32,6 +32,7 @@ from storage.models import (
 )
 from storage.operations import OperationsRepo, StepsRepo, is_holder_conflict
 from storage.secrets import Secret, SecretsRepo, token_hex
+from storage.summary import SummaryRepo
 
 __all__ = [
     "TERMINAL_OP_STATES", "AuditEntry", "Confirmation", "Database", "Human", "OpState", "Operation",
@@ -56,6 +57,7 @@ class Store:
         self.events = ProcessedEventsRepo(db)
         self.confirmations = ConfirmationsRepo(db)
         self.audit = AuditRepo(db)
+        self.summary = SummaryRepo(db)
 
     @classmethod
     async def open(cls, path: Path | str, *, now: Callable[[], float] = time.time) -> Store:

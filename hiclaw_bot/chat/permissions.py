@@ -167,6 +167,7 @@ COMMANDS: dict[str, Permission] = {
     "human invite": Permission.MANAGE,
     "human delete": Permission.MANAGE,
     "gc": Permission.MANAGE,
+    "audit": Permission.MANAGE,
 }
 """The permission of every command of ARCHITECTURE §6: a command registered without an explicit
 permission takes its row from here, so the whole policy reads as two tables in one file."""

@@ -51,12 +51,20 @@ class Executor:
         self.clock = clock
         self.retry = retry
         self.hook = hook
+        self._calls: dict[tuple[int, str], list[tuple[str, float]]] = {}
+        """External calls of steps under way, by (op, step), until their event carries them."""
 
     # -- events ---------------------------------------------------------------------------------
 
     def emit(self, op: Operation, kind: EventKind, **fields: Any) -> None:
         self.bus.publish(ProgressEvent(kind=kind, op_id=op.op_id, op_kind=op.kind, subject=op.subject,
                                        **fields))
+
+    def _calls_of(self, op: Operation, step: Step) -> list[tuple[str, float]]:
+        return self._calls.setdefault((op.op_id, step.name), [])
+
+    def _take_calls(self, op: Operation, step: Step) -> tuple[tuple[str, float], ...]:
+        return tuple(self._calls.pop((op.op_id, step.name), ()))
 
     def _boundary(self, op: Operation, step: Step, point: str) -> None:
         if self.hook is not None:
@@ -137,6 +145,7 @@ class Executor:
                     return await self._attempt(op, step, dict(outputs), attempt.retry_state.attempt_number,
                                                started, spent)
         except asyncio.CancelledError:
+            self._take_calls(op, step)
             raise
         except Exception as exc:
             verdict = classify(exc)
@@ -149,13 +158,14 @@ class Executor:
                 log.error("op %s step %s failed: %s", op.op_id, step.name, reason, exc_info=exc)
             await self.store.steps.update(op.op_id, step.name, status="failed", error=reason,
                                           finished_at=self.store.db.now())
-            self.emit(op, EventKind.STEP_FAILED, step=step.name, error=reason)
+            self.emit(op, EventKind.STEP_FAILED, step=step.name, error=reason, error_class=type(exc).__name__,
+                      calls=self._take_calls(op, step))
             raise StepFailed(step.name, reason) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     async def _attempt(self, op: Operation, step: Step, outputs: dict[str, Mapping[str, Any]],
                        number: int, started: float, spent: list[float]) -> Outcome:
-        ctx = StepContext(op, self.store, outputs)
+        ctx = StepContext(op, self.store, outputs, self._calls_of(op, step))
         # "running" is written with the intent (or with the result, when observe finds it done):
         # a crashed step resumes at observe whether it reads pending or running, so a separate
         # checkpoint before observe would cost a transaction and buy nothing.
@@ -203,11 +213,12 @@ class Executor:
                 adopted=int(adopted), finished_at=self.store.db.now(), duration_ms=duration_ms,
                 external_ms=external_ms, error=None,
             )
+        calls = self._take_calls(op, step)
         if isinstance(outcome, Skipped):
-            self.emit(op, EventKind.STEP_SKIPPED, step=step.name, error=outcome.reason)
+            self.emit(op, EventKind.STEP_SKIPPED, step=step.name, error=outcome.reason, calls=calls)
         else:
             self.emit(op, EventKind.STEP_DONE, step=step.name, duration_ms=duration_ms,
-                      external_ms=external_ms, adopted=adopted)
+                      external_ms=external_ms, adopted=adopted, calls=calls)
 
     async def _final_state(self, tx: Tx, step: Step, observed: bool) -> ResourceState:
         """``created`` if we made it (now or before a crash), ``adopted`` if it was there before us."""
@@ -263,18 +274,20 @@ class Executor:
                     with attempt:
                         await self._undo_once(op, step, output)
             except asyncio.CancelledError:
+                self._take_calls(op, step)
                 raise
             except Exception as exc:
+                self._take_calls(op, step)
                 raise StepFailed(step.name, describe(exc)) from exc
         async with self.store.transaction() as tx:
             if step.resource is not None and not step.destroys and not keep:
                 await self._ledger(tx, op, step, "deleted")
             await self.store.steps.update(op.op_id, step.name, status="compensated", tx=tx)
         self.emit(op, EventKind.STEP_COMPENSATED, step=step.name,
-                  duration_ms=(time.perf_counter() - started) * 1000, adopted=keep)
+                  duration_ms=(time.perf_counter() - started) * 1000, adopted=keep, calls=self._take_calls(op, step))
 
     async def _undo_once(self, op: Operation, step: Step, output: Mapping[str, Any]) -> None:
-        ctx = StepContext(op, self.store, {})
+        ctx = StepContext(op, self.store, {}, self._calls_of(op, step))
         if step.resource is not None and not step.destroys:
             async with self.store.transaction() as tx:
                 await self._ledger(tx, op, step, "deleting")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+log = logging.getLogger("hiclaw_bot.engine")
 
 
 class EventKind(enum.Enum):
@@ -45,6 +48,10 @@ class ProgressEvent:
     duration_ms: float | None = None
     external_ms: float | None = None
     adopted: bool = False
+    calls: tuple[tuple[str, float], ...] = ()
+    """The step's external calls as (system, seconds), all attempts (done, failed, compensated)."""
+    error_class: str | None = None
+    """The exception class that failed a step, for error metrics (``error`` is the human text)."""
 
     @property
     def final(self) -> bool:
@@ -54,10 +61,25 @@ class ProgressEvent:
 class EventBus:
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[ProgressEvent]] = set()
+        self._listeners: list[Callable[[ProgressEvent], None]] = []
 
     def publish(self, event: ProgressEvent) -> None:
         for queue in self._queues:
             queue.put_nowait(event)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # an observer's bug must never stop an operation
+                log.exception("progress listener %r failed on %s", listener, event.kind.value)
+
+    def listen(self, listener: Callable[[ProgressEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` synchronously with every event; returns the function that stops it.
+
+        For cheap, non-blocking observers (metrics counters): no queue, no task, no lag, so a
+        counter is up to date the moment the operation's ``wait()`` returns.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[ProgressEvent]]:

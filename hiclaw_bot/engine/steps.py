@@ -59,11 +59,15 @@ Outcome = Done | Skipped
 class StepContext:
     """What a step sees: its operation, earlier steps' outputs, secrets and a timer for calls."""
 
-    def __init__(self, op: Operation, store: Store, outputs: dict[str, Mapping[str, Any]]) -> None:
+    def __init__(self, op: Operation, store: Store, outputs: dict[str, Mapping[str, Any]],
+                 calls: list[tuple[str, float]] | None = None) -> None:
         self.op = op
         self.store = store
         self.outputs = outputs
         self.external_seconds = 0.0
+        self.calls: list[tuple[str, float]] = [] if calls is None else calls
+        """Every external call timed so far, as (system, seconds): the per-system latency metrics
+        read them from the step's events, so the engine itself never imports a metrics library."""
 
     @property
     def params(self) -> Mapping[str, Any]:
@@ -85,8 +89,9 @@ class StepContext:
         try:
             yield
         finally:
-            self.external_seconds += time.perf_counter() - started
-            del system  # kept in the signature for the metrics layer to label calls
+            elapsed = time.perf_counter() - started
+            self.external_seconds += elapsed
+            self.calls.append((system, elapsed))
 
 
 class Step:
