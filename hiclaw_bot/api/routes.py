@@ -193,7 +193,9 @@ async def _change(request: web.Request, kind: str, verb: str, wanted: str, alrea
     if row is None:
         await record("not-found")
         _error(web.HTTPNotFound, f"there is no worker named {name}")
-    if row.state == wanted and await _backend_agrees(state.backend, name, wanted):
+    # Only an idle worker can be "already" anywhere: one under an operation is busy (answered below).
+    idle = await store.ops.holder(subject) is None
+    if idle and row.state == wanted and await _backend_agrees(state.backend, name, wanted):
         await record("already")
         return web.json_response({"error": f"{name} is {already}"}, status=409)
 
