@@ -98,3 +98,19 @@ class AuditRepo(Repo):
                     "SELECT * FROM audit WHERE subject = ? ORDER BY audit_id DESC LIMIT ?", (subject, limit)
                 )
         return [AuditEntry.from_row(r) for r in rows]
+
+    async def recent_with_outcomes(self, *, subject: str | None = None, limit: int = 50,
+                                   tx: Tx | None = None) -> list[tuple[AuditEntry, str | None]]:
+        """Like :meth:`recent`, each entry with the current state of its operation (one join).
+
+        The audit row is written when the command is decided; how its operation ended is read from
+        the operation itself, so the log never disagrees with ``!op show``.
+        """
+        where, args = ("WHERE a.subject = ?", (subject, limit)) if subject is not None else ("", (limit,))
+        async with self._read(tx) as t:
+            rows = await t.fetchall(
+                "SELECT a.*, o.state AS op_state FROM audit a LEFT JOIN operations o ON o.op_id = a.op_id"  # noqa: S608
+                f" {where} ORDER BY a.audit_id DESC LIMIT ?",
+                args,
+            )
+        return [(AuditEntry.from_row(r), r["op_state"]) for r in rows]

@@ -251,5 +251,5 @@ async def get_op(request: web.Request) -> web.Response:
 async def audit(request: web.Request) -> web.Response:
     worker = request.query.get("worker")
     subject = None if worker is None else flows.subject(_name(worker, "worker"))
-    entries = await request.app[STATE].store.audit.recent(subject=subject, limit=_limit(request))
-    return web.json_response({"entries": [views.audit_entry(e) for e in entries]})
+    entries = await request.app[STATE].store.audit.recent_with_outcomes(subject=subject, limit=_limit(request))
+    return web.json_response({"entries": [views.audit_entry(e, op_state) for e, op_state in entries]})

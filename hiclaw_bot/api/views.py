@@ -39,9 +39,9 @@ def worker(row: Worker, op: Operation | None) -> JsonObject:
     }
 
 
-def audit_entry(entry: AuditEntry) -> JsonObject:
+def audit_entry(entry: AuditEntry, op_state: str | None) -> JsonObject:
     return {
         "audit_id": entry.audit_id, "ts": entry.ts, "actor": entry.actor, "room_id": entry.room_id,
         "command": entry.command, "subject": entry.subject, "op_id": entry.op_id, "decision": entry.decision,
-        "detail": entry.detail,
+        "detail": entry.detail, "op_state": op_state,
     }

@@ -21,14 +21,16 @@ DEFAULT_LIMIT = 20
 async def audit(ctx: CommandContext) -> Reply:
     worker = ctx.args.optional("worker", str)
     limit = ctx.args.get("limit", int)
-    entries = await ctx.store.audit.recent(subject=None if worker is None else f"worker:{worker}", limit=limit)
+    entries = await ctx.store.audit.recent_with_outcomes(subject=None if worker is None else f"worker:{worker}",
+                                                         limit=limit)
     about = f" about worker {worker}" if worker else ""
     if not entries:
         return Reply.of(f"The audit log has no entries{about}.")
     now = time.time()
-    rows = [[f"{duration(now - e.ts)} ago", e.actor, e.command, e.subject or "–",
-             str(e.op_id) if e.op_id is not None else "–", e.decision, e.detail or ""] for e in entries]
-    return table(["when", "who", "command", "subject", "op", "decision", "detail"], rows,
+    rows = [[f"{duration(now - e.ts)} ago", e.actor, e.room_id or "–", e.command, e.subject or "–",
+             "–" if e.op_id is None else f"{e.op_id} ({op_state or 'gone'})", e.decision, e.detail or ""]
+            for e, op_state in entries]
+    return table(["when", "who", "room", "command", "subject", "op", "decision", "detail"], rows,
                  title=f"The last {len(entries)} audit entries{about}, newest first:")
 
 
