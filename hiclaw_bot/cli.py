@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from hiclaw_bot import console as views
 from hiclaw_bot.app import running, serve
 from hiclaw_bot.config import Config, ConfigError, load_config
 from storage import Store
@@ -73,26 +73,76 @@ def migrate(config_path: Path) -> None:
     console.print(f"database {config.database_path} at schema version {version}")
 
 
+DATA_DIR_OPTION = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None,
+    help="Read the database of `hiclaw-bot dev` in this directory (its config.yaml).",
+)
+
+
+def _database(config_path: Path, data_dir: Path | None) -> Path:
+    """The database path of the configuration (or of a dev stack), checked to exist."""
+    path = _load(data_dir / "config.yaml" if data_dir is not None else config_path).database_path
+    try:
+        views.check_database(path)
+    except views.NoDatabase as exc:
+        errors.print(str(exc), markup=False)
+        raise SystemExit(2) from None
+    return path
+
+
 @main.command()
 @CONFIG_OPTION
+@DATA_DIR_OPTION
 @click.option("--state", "states", multiple=True, help="Only operations in this state (repeatable).")
 @click.option("--limit", default=30, show_default=True)
-def ops(config_path: Path, states: tuple[str, ...], limit: int) -> None:
-    """List recent operations and where they stand."""
-    config = _load(config_path)
+def ops(config_path: Path, data_dir: Path | None, states: tuple[str, ...], limit: int) -> None:
+    """List recent operations and where they stand (read-only; fine while the bot runs)."""
+    path = _database(config_path, data_dir)
 
     async def go() -> None:
-        store = await Store.open(config.database_path)
-        try:
-            table = Table("op", "kind", "subject", "state", "failed step", "error", "actor")
-            for op in await store.ops.find(states=list(states) or None, limit=limit):
-                table.add_row(str(op.op_id), op.kind, op.subject, op.state, op.failed_step or "",
-                              (op.error or "")[:60], op.actor or "")
-            console.print(table)
-        finally:
-            await store.close()
+        async with views.open_existing(path) as store:
+            console.print(views.ops_table(await store.ops.find(states=list(states) or None, limit=limit)))
 
     asyncio.run(go())
+
+
+@main.command()
+@CONFIG_OPTION
+@DATA_DIR_OPTION
+@click.option("--state", help="Only workers in this state (Running, Sleeping, …).")
+def workers(config_path: Path, data_dir: Path | None, state: str | None) -> None:
+    """List the workers with their state and current operation (read-only)."""
+    path = _database(config_path, data_dir)
+
+    async def go() -> None:
+        async with views.open_existing(path) as store:
+            console.print(await views.workers_table(store, state=state))
+
+    asyncio.run(go())
+
+
+@main.command()
+@CONFIG_OPTION
+@DATA_DIR_OPTION
+@click.argument("op_id", type=int)
+@click.option("--timeout", default=None, type=float, help="Stop following after this many seconds.")
+def watch(config_path: Path, data_dir: Path | None, op_id: int, timeout: float | None) -> None:
+    """Follow operation OP_ID step by step with a progress bar; exit 0 once it has succeeded."""
+    path = _database(config_path, data_dir)
+
+    async def go() -> str | None:
+        async with views.open_existing(path) as store:
+            op = await views.watch(store, op_id, console, within=timeout)
+            if op is not None:
+                console.print(views.steps_table(op, await store.steps.of(op_id)))
+            return None if op is None else op.state
+
+    state = asyncio.run(go())
+    if state is None:
+        errors.print(f"there is no operation {op_id}")
+        sys.exit(2)
+    if state != "succeeded":
+        sys.exit(1)
 
 
 @main.command()
