@@ -104,11 +104,16 @@ async def test_sleep_and_wake_run_the_real_flows_and_show_in_metrics_and_audit(l
 async def test_every_generated_request_gets_a_documented_answer(live: Live) -> None:
     schema = schemathesis.openapi.from_dict(openapi_document())
 
+    exercised: set[str] = set()
+
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @given(case=schema.as_strategy())
     def conforms(case: Any) -> None:
+        exercised.add(case.operation.label)
         case.call_and_validate(base_url=live.url, headers=live.headers)
 
     await asyncio.to_thread(conforms)
+    documented = {result.ok().label for result in schema.get_all_operations()}
+    assert exercised == documented, f"not exercised: {documented - exercised}"
     assert await live.stack.store.ops.find() == [], "random names reach no worker, so nothing ran"
