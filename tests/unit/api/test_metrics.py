@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hiclaw_bot.api import Metrics
-from hiclaw_bot.engine import Done, Engine, FuncStep, Outcome, PermanentError, RetryPolicy, StepContext
+from hiclaw_bot.engine import Done, Engine, FuncStep, Outcome, PermanentError, RetryPolicy, StepContext, TransientError
 from hiclaw_bot.engine.events import EventBus, EventKind, ProgressEvent
 from storage import Operation, Store
 
@@ -88,3 +88,41 @@ async def test_a_failing_listener_never_stops_the_engine() -> None:
     stop()
     bus.publish(ProgressEvent(EventKind.OP_SUCCEEDED, 1, "k", "s"))
     assert seen == [EventKind.OP_STARTED]
+
+
+async def test_step_events_carry_the_calls_of_every_attempt_and_of_undo(store: Store) -> None:
+    attempts: list[int] = []
+
+    async def flaky(ctx: StepContext) -> Outcome:
+        attempts.append(1)
+        async with ctx.external("higress"):
+            if len(attempts) == 1:
+                raise TransientError("502 from the console")
+        return Done()
+
+    async def undo(ctx: StepContext, output: object) -> None:
+        async with ctx.external("higress"):
+            pass
+
+    async def refuse(ctx: StepContext) -> Outcome:
+        raise PermanentError("quota exceeded")
+
+    engine = Engine(store, retry=RetryPolicy(max_attempts=3, initial=0.001, maximum=0.002))
+    engine.register("demo.flaky", lambda op: [FuncStep("authorize", flaky, undo=undo), FuncStep("next", refuse)])
+    events: list[ProgressEvent] = []
+    stop = engine.bus.listen(events.append)
+    try:
+        submitted = await engine.submit("demo.flaky", "demo:c")
+        assert (await engine.wait(submitted.op.op_id)).state == "failed"
+        await engine.abort(submitted.op.op_id)
+        assert (await engine.wait(submitted.op.op_id)).state == "compensated"
+    finally:
+        stop()
+        await engine.stop()
+    [done] = [e for e in events if e.kind is EventKind.STEP_DONE]
+    assert [system for system, _ in done.calls] == ["higress", "higress"], "the failed attempt's call counts too"
+    assert all(seconds >= 0 for _, seconds in done.calls)
+    undone = [e for e in events if e.kind is EventKind.STEP_COMPENSATED and e.step == "authorize"]
+    assert [[system for system, _ in e.calls] for e in undone] == [["higress"]]
+    [failed] = [e for e in events if e.kind is EventKind.STEP_FAILED]
+    assert (failed.step, failed.error_class) == ("next", "PermanentError")
