@@ -6,7 +6,7 @@ durable, serialised with everything else on the worker, and visible in ``!op lis
 that changes or tries to change something writes an audit row, the operation's in the same
 transaction that records the operation.
 
-Every answer is JSON described by ``openapi.json`` (served at ``/api/v1/openapi.json``); bad
+Every answer is JSON described by ``openapi.yaml`` (served at ``/api/v1/openapi.json``); bad
 input gets a 400 naming the problem and touches nothing.
 """
 
@@ -21,6 +21,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, NoReturn
 
+import yaml
 from aiohttp import web
 from pydantic import SecretStr
 
@@ -64,7 +65,8 @@ STATE = web.AppKey("state", ApiState)
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(resources.files("hiclaw_bot.api").joinpath("openapi.json").read_text())
+    """The API's OpenAPI document (``openapi.yaml`` beside this module), parsed once."""
+    document: dict[str, Any] = yaml.safe_load(resources.files("hiclaw_bot.api").joinpath("openapi.yaml").read_text())
     return document
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from openapi_spec_validator import validate
 
-from hiclaw_bot.api import make_app, serving
+from hiclaw_bot.api import make_app, openapi_document, serving
 from storage import Store
 from tests.unit.api.conftest import TOKEN, Api
 
@@ -156,3 +157,12 @@ async def test_metrics_may_require_the_token(api: Api) -> None:
         async with session.get("/metrics", headers=api.auth) as response:
             assert response.status == 200
 
+
+
+async def test_the_openapi_document_is_valid_and_documents_every_route(api: Api) -> None:
+    document = openapi_document()
+    validate(document)
+    documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    served = {(route.method, route.resource.canonical) for route in make_app(api.state).router.routes()
+              if route.method != "HEAD" and route.resource is not None}
+    assert documented == served
