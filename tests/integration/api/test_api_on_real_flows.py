@@ -20,7 +20,7 @@ from hiclaw_bot.flows.worker import CREATE, subject
 from tests.fixtures.synapse import unique
 from tests.integration.api.conftest import Live
 
-EXAMPLES = 60
+EXAMPLES = 150
 
 
 def sample(text: str, name: str, **labels: str) -> float:
