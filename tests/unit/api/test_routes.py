@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from openapi_spec_validator import validate
 
+from backends import WorkerStatus
+from backends.process import ProcessBackend
 from hiclaw_bot.api import make_app, openapi_document, serving
 from storage import Store
 from tests.unit.api.conftest import TOKEN, Api
@@ -60,6 +65,25 @@ async def test_readiness_names_what_is_not_ready(api: Api) -> None:
     assert status == 503
     assert body["not_ready"] == ["matrix"]
     assert body["checks"]["backend"] == "ok"
+
+
+class SilentBackend(ProcessBackend):
+    """A backend that never answers a status call (a hung Docker daemon, an unreachable API server)."""
+
+    async def status(self, name: str) -> WorkerStatus:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")
+
+
+async def test_readiness_gives_up_on_a_silent_backend(api: Api, tmp_path: Path) -> None:
+    backend = SilentBackend("silent", tmp_path / "silent")
+    state = dataclasses.replace(api.state, backend=backend, probe_timeout=0.1)
+    async with serving(make_app(state)) as url, aiohttp.ClientSession(url) as session, \
+            session.get("/readyz") as response:
+        body = await response.json()
+    assert response.status == 503
+    assert body["not_ready"] == ["backend"]
+    assert body["checks"]["backend"] == "no answer within 0.1s"
 
 
 async def test_workers_are_listed_with_their_operation_and_without_their_spec(api: Api) -> None:
