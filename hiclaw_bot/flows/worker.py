@@ -27,6 +27,7 @@ from hiclaw_bot.flows.worker_steps import (
     GatewayAuth,
     GatewayConsumer,
     Mark,
+    Notify,
     Ready,
     Record,
     Room,
@@ -177,13 +178,21 @@ def _runtime_for_delete(services: Services, worker: str) -> Step:
 
 
 def sleep_steps(services: Services, op: Operation) -> Sequence[Step]:
+    """An idle sleep (``idle_s`` in the params) ends with a notice in the worker's room."""
     worker = worker_of(op)
-    return [Stop(services, worker), Record(services, worker, SLEEPING)]
+    steps: list[Step] = [Stop(services, worker), Record(services, worker, SLEEPING)]
+    if "idle_s" in op.params:
+        steps.append(Notify(services, worker, op.params))
+    return steps
 
 
 def wake_steps(services: Services, op: Operation) -> Sequence[Step]:
+    """A wake for a mention (``missed`` in the params) ends pointing the worker at what it missed."""
     worker = worker_of(op)
-    return [Start(services, worker), Ready(services, worker), Record(services, worker, RUNNING)]
+    steps: list[Step] = [Start(services, worker), Ready(services, worker), Record(services, worker, RUNNING)]
+    if "missed" in op.params:
+        steps.append(Notify(services, worker, op.params))
+    return steps
 
 
 FLOWS: dict[str, Callable[[Services, Operation], Sequence[Step]]] = {
