@@ -14,12 +14,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from hiclaw_bot.chat import Bot, default_registry
+from hiclaw_bot.chat.gc import register_gc_command
 from hiclaw_bot.chat.matrix import login, new_client
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
+from hiclaw_bot.flows.gc import register_gc_flow
 from hiclaw_bot.flows.services import Services, open_services
 from hiclaw_bot.flows.worker import register_worker_flows
+from hiclaw_bot.lifecycle import Lifecycle
 from storage import Store
 
 log = logging.getLogger("hiclaw_bot")
@@ -32,6 +35,7 @@ class App:
     engine: Engine
     services: Services
     bot: Bot
+    lifecycle: Lifecycle | None = None
 
 
 async def bot_token(config: Config, store: Store) -> str:
@@ -58,19 +62,24 @@ async def running(config: Config) -> AsyncIterator[App]:
         token = await bot_token(config, store)
         async with open_services(config, store, bot_token=token) as services:
             register_worker_flows(engine, services)
+            register_gc_flow(engine, services)
             registry = default_registry()
             register_worker_commands(registry, services)
-            bot = Bot(config, store, engine, registry=registry)
+            register_gc_command(registry, services)
+            lifecycle = Lifecycle(services, engine)
+            bot = Bot(config, store, engine, registry=registry, observers=[lifecycle.observe])
             resumed = await engine.start()
             if resumed:
                 log.info("resumed %d unfinished operation(s): %s", len(resumed), resumed)
             try:
+                await lifecycle.start()
                 await bot.start()
                 try:
-                    yield App(config, store, engine, services, bot)
+                    yield App(config, store, engine, services, bot, lifecycle)
                 finally:
                     await bot.stop()
             finally:
+                await lifecycle.stop()
                 await engine.stop()
     finally:
         await store.close()
