@@ -46,6 +46,7 @@ SLEEP = "worker.sleep"
 WAKE = "worker.wake"
 UPDATE = "worker.update"
 DELETE = "worker.delete"
+REPAIR = "worker.repair"
 
 RUNNING = "Running"
 SLEEPING = "Sleeping"
@@ -195,8 +196,20 @@ def wake_steps(services: Services, op: Operation) -> Sequence[Step]:
     return steps
 
 
+def repair_steps(services: Services, op: Operation) -> Sequence[Step]:
+    """Recreate a runtime that vanished behind our back, from the worker's recorded spec, and put it
+    back in its recorded state (``state`` in the params): the drift reconciler's repair. An update
+    would not do: it recreates a missing runtime stopped, as an update keeps the running state."""
+    worker, params = worker_of(op), op.params
+    if "image" not in params:
+        raise PermanentError("a repair needs the worker's full spec")
+    if params.get("state") == SLEEPING:
+        return [Runtime(services, worker, params), Stop(services, worker), Record(services, worker, SLEEPING)]
+    return [Runtime(services, worker, params), Ready(services, worker), Record(services, worker, RUNNING)]
+
+
 FLOWS: dict[str, Callable[[Services, Operation], Sequence[Step]]] = {
-    CREATE: create_steps, SLEEP: sleep_steps, WAKE: wake_steps,
+    CREATE: create_steps, SLEEP: sleep_steps, WAKE: wake_steps, REPAIR: repair_steps,
 }
 
 

@@ -7,8 +7,8 @@ one; workers in any other state are in the middle of something and left alone):
 =====================  ==================================  =====================================
 recorded               observed                            repair (an engine operation)
 =====================  ==================================  =====================================
-Running or Sleeping    absent (vanished)                   ``worker.update`` with the row's spec:
-                                                           recreates it, and a sleeper stays asleep
+Running or Sleeping    absent (vanished)                   ``worker.repair``: recreated from the
+                                                           row's spec, in the row's state
 Running                stopped or failed                   ``worker.wake``
 Running                runs another spec (image drift)     ``worker.update`` with the row's spec
 Sleeping               running                             ``worker.sleep``
@@ -60,6 +60,14 @@ def _spec_params(row: Worker) -> dict[str, object]:
     return {**row.spec, "model": row.model, "image": row.image, "name": row.name}
 
 
+def _params(action: str, row: Worker) -> dict[str, object]:
+    if action == flows.UPDATE:
+        return _spec_params(row)
+    if action == flows.REPAIR:
+        return {**_spec_params(row), "state": row.state}
+    return {"name": row.name}
+
+
 def plan(rows: Iterable[Worker], observed: Mapping[str, WorkerStatus], busy: set[str],
          expected_hash: Callable[[Worker], str | None]) -> list[Finding]:
     """The findings of one pass; pure, so the policy is tested without any backend."""
@@ -73,7 +81,7 @@ def plan(rows: Iterable[Worker], observed: Mapping[str, WorkerStatus], busy: set
             detail = f" ({status.detail})" if status is not None and status.detail else ""
             findings.append(Finding(row.name, f"the backend cannot tell its state{detail}", None))
         elif state is WorkerState.NOT_FOUND:
-            findings.append(Finding(row.name, "its runtime vanished", flows.UPDATE))
+            findings.append(Finding(row.name, "its runtime vanished", flows.REPAIR))
         elif row.state == flows.RUNNING and state in (WorkerState.STOPPED, WorkerState.FAILED):
             detail = f" ({status.detail})" if status is not None and status.detail else ""
             findings.append(Finding(row.name, f"its runtime {state} behind our back{detail}", flows.WAKE))
@@ -133,7 +141,7 @@ class Reconciler:
             if finding.action is None:
                 continue
             row = by_name[finding.worker]
-            params = _spec_params(row) if finding.action == flows.UPDATE else {"name": row.name}
+            params = _params(finding.action, row)
             try:
                 submission = await self.engine.submit(finding.action, flows.subject(row.name), params,
                                                       actor=self.services.bot_user_id)
