@@ -48,7 +48,8 @@ async def test_idle_worker_sleeps_a_mention_wakes_it_and_drift_is_repaired(world
     worker = unique("idle")
     await world.create(worker)
     row = await world.store.workers.get(worker)
-    assert row is not None and row.room_id is not None
+    assert row is not None
+    assert row.room_id is not None
     room_id = row.room_id
     lifecycle = world.lifecycle
 
@@ -95,7 +96,8 @@ async def test_idle_worker_sleeps_a_mention_wakes_it_and_drift_is_repaired(world
     # The mentions count as the worker's activity, written in one batch.
     await lifecycle.activity.flush()
     active = (await world.store.workers.get(worker)).last_active_at  # type: ignore[union-attr]
-    assert active is not None and active > time.time() - 120
+    assert active is not None
+    assert active > time.time() - 120
 
     # Killed behind the bot's back: the reconciler wakes it and says so in the report room.
     report_room = await world.services.matrix.ensure_room(world.report_alias[1:].split(":")[0], name="Reports",
@@ -124,7 +126,8 @@ async def test_idle_worker_sleeps_a_mention_wakes_it_and_drift_is_repaired(world
 
     # In line again: nothing found, nothing started, and the observed state is written down.
     report = await lifecycle.reconcile_once()
-    assert report.findings == [] and report.started == {}
+    assert report.findings == []
+    assert report.started == {}
     assert (await world.store.workers.get(worker)).observed_state == "Running"  # type: ignore[union-attr]
 
 
