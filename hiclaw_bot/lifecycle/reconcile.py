@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from backends import BackendError, WorkerState, WorkerStatus
-from hiclaw_bot.clients.errors import ClientError
 from hiclaw_bot.engine import Engine, EngineError, describe
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import worker_spec
-from hiclaw_bot.types import RoomAlias, RoomId
+from hiclaw_bot.lifecycle.report import post_report
 from storage import Worker
 
 log = logging.getLogger("hiclaw_bot.lifecycle")
@@ -179,15 +177,4 @@ class Reconciler:
                                                 decision=decision, subject=flows.subject(finding.worker),
                                                 op_id=op_id, detail=finding.reason)
             log.info("reconciler: %s", lines[-1])
-        await self._post("Drift reconciler:\n" + "\n".join(lines))
-
-    async def _post(self, text: str) -> None:
-        room = self.services.config.lifecycle.report_room
-        if room is None:
-            return
-        matrix = self.services.matrix
-        try:
-            room_id = await matrix.resolve_alias(RoomAlias(room)) if room.startswith("#") else RoomId(room)
-            await matrix.send_notice(room_id, text, txn_id=f"hiclaw.reconcile.{uuid.uuid4().hex}")
-        except ClientError as exc:
-            log.warning("reconciler: cannot report in %s: %s", room, describe(exc))
+        await post_report(self.services, "Drift reconciler:\n" + "\n".join(lines))

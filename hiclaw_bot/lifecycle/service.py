@@ -1,9 +1,11 @@
 """The lifecycle automation as one object: it hears the rooms, and runs the periodic passes.
 
 ``Lifecycle.observe`` is handed to the chat layer's ``Bot(observers=[...])``: every message the
-sync sees feeds the activity tracker and the mention waker. ``start()`` runs three loops on the
-engine's clock (a fake one in tests): the activity flush, the idle sweep and the drift reconciler.
-A pass that fails is logged and the loop goes on; ``stop()`` flushes what activity is pending.
+sync sees feeds the activity tracker and the mention waker. ``start()`` runs four loops on the
+engine's clock (a fake one in tests): the activity flush, the idle sweep, the drift reconciler and
+the orphan report. The orphan report only says that orphans exist (in the report room and the
+log); deleting them takes a person's ``!gc`` and ``!confirm``. A pass that fails is logged and the
+loop goes on; ``stop()`` flushes what activity is pending.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from hiclaw_bot.engine import Clock, Engine, SystemClock, describe
+from hiclaw_bot.flows.inventory import Inventory, inventory
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.lifecycle.activity import ActivityTracker
 from hiclaw_bot.lifecycle.idle import IdleSweep, IdleSweeper
 from hiclaw_bot.lifecycle.reconcile import Reconciler, ReconcileReport
+from hiclaw_bot.lifecycle.report import post_report
 from hiclaw_bot.lifecycle.rooms import RoomIndex, SeenMessage
 from hiclaw_bot.lifecycle.wake import MentionWaker
 
@@ -34,6 +38,7 @@ class Lifecycle:
         self.idle = IdleSweeper(services, engine, self.activity, self.clock)
         self.reconciler = Reconciler(services, engine)
         self._tasks: list[asyncio.Task[None]] = []
+        self._orphans_reported: str | None = None
 
     async def observe(self, message: SeenMessage, *, command: bool) -> None:
         """The bot's message observer: note activity, wake a sleeping worker that is mentioned."""
@@ -46,12 +51,25 @@ class Lifecycle:
     async def reconcile_once(self) -> ReconcileReport:
         return await self.reconciler.reconcile_once()
 
+    async def orphan_report_once(self) -> Inventory:
+        """List the orphans; report them when the list differs from the last one reported."""
+        found = await inventory(self.services)
+        digest = found.digest() if found.orphans else None
+        if digest != self._orphans_reported and found.orphans:
+            text = (f"Orphan sweep: {len(found.orphans)} object(s) under our names belong to no worker or team "
+                    f"we know. `!gc --dry-run` lists them; `!gc` deletes them after a confirmation.")
+            log.info("%s", text)
+            await post_report(self.services, text)
+        self._orphans_reported = digest
+        return found
+
     async def start(self) -> None:
         settings = self.services.config.lifecycle
         loops: dict[str, tuple[float, Callable[[], Awaitable[object]]]] = {
             "activity-flush": (settings.activity_flush_interval, self.activity.flush),
             "idle-sweep": (settings.idle_check_interval, self.sweep_once),
             "reconciler": (settings.reconcile_interval, self.reconcile_once),
+            "orphan-report": (settings.orphan_sweep_interval, self.orphan_report_once),
         }
         for name, (interval, work) in loops.items():
             self._tasks.append(asyncio.create_task(self._every(name, interval, work), name=f"lifecycle-{name}"))

@@ -53,6 +53,16 @@ async def test_gc_lists_exactly_the_orphans_and_deletes_them_after_confirm(world
 
     assert set((await inventory(services)).orphans) == orphans
 
+    # The periodic pass only reports them, once per distinct list, and deletes nothing.
+    reports = await services.matrix.ensure_room(world.report_alias[1:].split(":")[0], name="Reports")
+    for _ in range(2):
+        assert set((await world.lifecycle.orphan_report_once()).orphans) == orphans
+    said = [str(e.body) for e in await services.matrix.recent_messages(reports.room_id, limit=10)
+            if e.sender == world.bot_user.user_id]
+    assert [body for body in said if body.startswith("Orphan sweep")] == [
+        f"Orphan sweep: {len(orphans)} object(s) under our names belong to no worker or team we know. "
+        "`!gc --dry-run` lists them; `!gc` deletes them after a confirmation."]
+
     async with world.bot(), Conversation(services.config.matrix.homeserver, world.owner_user.user_id,
                                          world.bot_user.user_id, device_id=f"T{secrets.token_hex(4)}") as talk:
         await talk.login(access_token=world.owner_user.access_token)
