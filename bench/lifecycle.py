@@ -44,8 +44,8 @@ async def main() -> dict[str, Any]:
     sleep = shutil.which("sleep") or "/bin/sleep"
     config = Config.model_validate({
         "data_dir": str(root / "data"),
-        "matrix": {"homeserver": "http://127.0.0.1:9", "server_name": "bench.local", "bot": {"password": "unused"}, "admins": ["@admin:bench.local"],
-                   "registration": {"mode": "token", "token": "unused"}},
+        "matrix": {"homeserver": "http://127.0.0.1:9", "server_name": "bench.local", "bot": {"password": "unused"},
+                   "admins": ["@admin:bench.local"], "registration": {"mode": "token", "token": "unused"}},
         "storage": {"kind": "local", "directory": str(root / "objects")},
         "backend": {"kind": "process", "instance": "bench", "process": {"command": [sleep, "3600"]}},
     })
