@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,8 @@ class World:
     clock: FakeClock
     objects_dir: Path
     report_alias: str
+    config_data: dict[str, Any]
+    """The configuration as a YAML file would hold it (secrets in clear), for the command line."""
     seen: list[str] = field(default_factory=list)
     """Event ids of every message the bot's sync handed to its observers."""
 
@@ -87,7 +90,7 @@ async def world(synapse: SynapseEnv, tmp_path: Path) -> AsyncIterator[World]:
     owner = MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=owner_user.access_token)
     report_alias = f"#{unique('reports')}:{synapse.server_name}"
     async with HigressConsoleSimulator(initialized=True) as gateway:
-        config = Config.model_validate({
+        data: dict[str, Any] = {
             "data_dir": str(tmp_path / "data"),
             "matrix": {
                 "homeserver": synapse.url, "server_name": synapse.server_name,
@@ -101,7 +104,8 @@ async def world(synapse: SynapseEnv, tmp_path: Path) -> AsyncIterator[World]:
             "storage": {"kind": "local", "directory": str(tmp_path / "objects")},
             "backend": {"kind": "process", "instance": unique("lc")},
             "lifecycle": {"ready_timeout": "40s", "report_room": report_alias},
-        })
+        }
+        config = Config.model_validate(data)
         store = await Store.open(config.database_path)
         engine = Engine(store, retry=RetryPolicy(max_attempts=3, initial=0.05, maximum=0.2))
         clock = FakeClock(time.time())
@@ -110,7 +114,7 @@ async def world(synapse: SynapseEnv, tmp_path: Path) -> AsyncIterator[World]:
             register_gc_flow(engine, services)
             lifecycle = Lifecycle(services, engine, clock=clock)
             yield World(config, store, engine, services, gateway, owner, owner_user, bot_user, lifecycle, clock,
-                        tmp_path / "objects", report_alias)
+                        tmp_path / "objects", report_alias, data)
             await lifecycle.stop()
             await engine.stop()
             for status in await services.backend.list():

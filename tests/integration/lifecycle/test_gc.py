@@ -3,9 +3,13 @@ deleted after ``!confirm`` — and nothing of a live worker touched."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import secrets
 import sys
+
+import yaml
 
 from backends import WorkerSpec, WorkerState
 from hiclaw_bot.chat.say import Conversation
@@ -62,6 +66,17 @@ async def test_gc_lists_exactly_the_orphans_and_deletes_them_after_confirm(world
     assert [body for body in said if body.startswith("Orphan sweep")] == [
         f"Orphan sweep: {len(orphans)} object(s) under our names belong to no worker or team we know. "
         "`!gc --dry-run` lists them; `!gc` deletes them after a confirmation."]
+
+    # The command line shows the same list.
+    config_file = world.objects_dir.parent / "config.yaml"
+    config_file.write_text(yaml.safe_dump(world.config_data))
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from hiclaw_bot.cli import main; main()", "gc", "--dry-run", "-c", str(config_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "250"})
+    out, err = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0, err.decode()
+    assert f"{len(orphans)} orphan(s)" in out.decode()
+    assert all(o.name in out.decode() for o in orphans), out.decode()
 
     async with world.bot(), Conversation(services.config.matrix.homeserver, world.owner_user.user_id,
                                          world.bot_user.user_id, device_id=f"T{secrets.token_hex(4)}") as talk:
