@@ -77,19 +77,20 @@ class WorkersRepo(Repo):
                 [(state, name) for name, state in observed.items()],
             )
 
-    async def idle(self, now: float, default_timeout: float, *, state: str = "Running",
+    async def idle(self, now: float, default_timeout: float, *, state: str, subject_prefix: str,
                    tx: Tx | None = None) -> list[Worker]:
         """Workers in ``state`` whose last activity (or creation) is older than their idle timeout,
-        and that no operation holds or waits for: the idle sweep's one query."""
+        and that no operation holds or waits for (its subject: ``subject_prefix`` + the name): the
+        idle sweep's one query."""
         marks = ",".join("?" * len(HOLDING_OP_STATES | {"queued"}))
         async with self._read(tx) as t:
             rows = await t.fetchall(
                 "SELECT * FROM workers w WHERE w.state = ?"  # noqa: S608
                 " AND COALESCE(w.last_active_at, w.created_at) + COALESCE(w.idle_timeout_s, ?) <= ?"
-                " AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.subject = 'worker:' || w.name"
+                " AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.subject = ? || w.name"
                 f"  AND o.state IN ({marks}))"
                 " ORDER BY w.name",
-                (state, default_timeout, now, *sorted(HOLDING_OP_STATES | {"queued"})),
+                (state, default_timeout, now, subject_prefix, *sorted(HOLDING_OP_STATES | {"queued"})),
             )
         return [Worker.from_row(r) for r in rows]
 

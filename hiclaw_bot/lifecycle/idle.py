@@ -47,7 +47,8 @@ class IdleSweeper:
         await self.tracker.flush()
         now = self.clock.wall()
         default = self.services.config.lifecycle.idle_timeout
-        candidates = await self.services.store.workers.idle(now, default)
+        candidates = await self.services.store.workers.idle(now, default, state=flows.RUNNING,
+                                                            subject_prefix=flows.subject(""))
         result = IdleSweep(candidates=len(candidates))
         revived: dict[str, float] = {}
         for row in candidates:
