@@ -129,6 +129,9 @@ class Reconciler:
             report.error = f"the backend cannot list its workers: {describe(exc)}"
             log.warning("reconciler: %s", report.error)
             return report
+        # The table is read after the backend, never before: an operation finishing in between then
+        # makes the row newer than the observation, and the repair that follows is a no-op (waking a
+        # worker that runs, stopping one that is stopped), never undoing what a person just asked.
         observed = {status.name: status for status in listed}
         rows = await store.workers.all()
         busy = await store.ops.active_subjects()
