@@ -28,7 +28,7 @@ BOT = UserId(f"@hiclaw-bot:{DOMAIN}")
 
 @dataclass
 class ScriptedBackend:
-    """Answers ``list()`` from ``statuses``; records every delete (there must be none)."""
+    """Answers ``list()`` from ``statuses``; records every delete (the reconciler must make none)."""
 
     statuses: dict[str, WorkerStatus] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
@@ -45,6 +45,14 @@ class ScriptedBackend:
 
     async def delete(self, name: str) -> None:
         self.deleted.append(name)
+        self.statuses.pop(name, None)
+
+
+class NoRooms:
+    """A Matrix client of a bot that is in no room (the orphan inventory's only question to it)."""
+
+    async def joined_rooms(self) -> set[str]:
+        return set()
 
 
 def make_config(tmp: Path) -> Config:
@@ -72,7 +80,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     clock = FakeClock(time.time())
     engine = Engine(store, clock=clock)
     backend = ScriptedBackend()
-    services = Services(config=make_config(tmp_path), store=store, matrix=cast(MatrixAdmin, None), gateway=None,
+    services = Services(config=make_config(tmp_path), store=store, matrix=cast(MatrixAdmin, NoRooms()), gateway=None,
                         objects=LocalObjectStore(tmp_path / "objects"), backend=cast(Any, backend), bot_user_id=BOT)
     rig = Rig(store, engine, services, backend, clock)
 
