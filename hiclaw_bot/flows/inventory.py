@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.types import RoomAlias
+from hiclaw_bot.types import RoomAlias, RoomId
 
 ALIAS = "matrix_alias"
 ROUTE = "gateway_route"
@@ -123,7 +123,7 @@ async def inventory(services: Services, *, progress: Progress | None = None) -> 
     """List every system by our names and keep what no claim covers; ``progress`` hears each system."""
     known = await claims(services)
     found: dict[str, list[Orphan]] = {}
-    listers: dict[str, Callable[[Services], Any]] = {
+    listers: dict[str, Callable[[Services], Awaitable[Iterable[Orphan]]]] = {
         ALIAS: _aliases, ROUTE: _routes, CONSUMER: _consumers, PREFIX: _prefixes, RUNTIME: _runtimes,
     }
     for system, lister in listers.items():
@@ -141,7 +141,7 @@ async def _aliases(services: Services) -> Iterable[Orphan]:
     suffix = f":{services.domain}"
     limit = asyncio.Semaphore(_LOOKUPS)
 
-    async def of_room(room_id: Any) -> list[RoomAlias]:
+    async def of_room(room_id: RoomId) -> list[RoomAlias]:
         async with limit:
             return await matrix.room_aliases(room_id)
 
