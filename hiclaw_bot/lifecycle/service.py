@@ -65,14 +65,17 @@ class Lifecycle:
 
     async def start(self) -> None:
         settings = self.services.config.lifecycle
-        loops: dict[str, tuple[float, Callable[[], Awaitable[object]]]] = {
-            "activity-flush": (settings.activity_flush_interval, self.activity.flush),
-            "idle-sweep": (settings.idle_check_interval, self.sweep_once),
-            "reconciler": (settings.reconcile_interval, self.reconcile_once),
-            "orphan-report": (settings.orphan_sweep_interval, self.orphan_report_once),
+        # The reconciler and the orphan report also run once at start (ARCHITECTURE §3: after the
+        # engine resumed what a previous process left, whose subjects it then holds).
+        loops: dict[str, tuple[float, Callable[[], Awaitable[object]], bool]] = {
+            "activity-flush": (settings.activity_flush_interval, self.activity.flush, False),
+            "idle-sweep": (settings.idle_check_interval, self.sweep_once, False),
+            "reconciler": (settings.reconcile_interval, self.reconcile_once, True),
+            "orphan-report": (settings.orphan_sweep_interval, self.orphan_report_once, True),
         }
-        for name, (interval, work) in loops.items():
-            self._tasks.append(asyncio.create_task(self._every(name, interval, work), name=f"lifecycle-{name}"))
+        for name, (interval, work, at_start) in loops.items():
+            self._tasks.append(asyncio.create_task(self._every(name, interval, work, at_start=at_start),
+                                                   name=f"lifecycle-{name}"))
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -84,10 +87,13 @@ class Lifecycle:
         except Exception as exc:  # noqa: BLE001 (stopping: log and go on closing)
             log.warning("activity not written on stop: %s", describe(exc))
 
-    async def _every(self, name: str, interval: float, work: Callable[[], Awaitable[object]]) -> None:
-        while True:
+    async def _every(self, name: str, interval: float, work: Callable[[], Awaitable[object]], *,
+                     at_start: bool) -> None:
+        if not at_start:
             await self.clock.sleep(interval)
+        while True:
             try:
                 await work()
             except Exception:
                 log.exception("lifecycle: the %s pass failed; trying again in %.0f s", name, interval)
+            await self.clock.sleep(interval)
