@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from hiclaw_bot.api import ApiState, open_api
 from hiclaw_bot.chat import Bot, default_registry
 from hiclaw_bot.chat.audit import register_audit_command
+from hiclaw_bot.chat.gc import register_gc_command
 from hiclaw_bot.chat.matrix import login, new_client
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
+from hiclaw_bot.flows.gc import register_gc_flow
 from hiclaw_bot.flows.services import Services, open_services
 from hiclaw_bot.flows.worker import register_worker_flows
+from hiclaw_bot.lifecycle import Lifecycle
 from storage import Store
 
 log = logging.getLogger("hiclaw_bot")
@@ -34,6 +37,7 @@ class App:
     engine: Engine
     services: Services
     bot: Bot
+    lifecycle: Lifecycle | None = None
     api: ApiState | None = None
 
 
@@ -61,22 +65,27 @@ async def running(config: Config) -> AsyncIterator[App]:
         token = await bot_token(config, store)
         async with open_services(config, store, bot_token=token) as services:
             register_worker_flows(engine, services)
+            register_gc_flow(engine, services)
             registry = default_registry()
             register_worker_commands(registry, services)
             register_audit_command(registry)
-            bot = Bot(config, store, engine, registry=registry)
+            register_gc_command(registry, services)
+            lifecycle = Lifecycle(services, engine)
+            bot = Bot(config, store, engine, registry=registry, observers=[lifecycle.observe])
             resumed = await engine.start()
             if resumed:
                 log.info("resumed %d unfinished operation(s): %s", len(resumed), resumed)
             try:
+                await lifecycle.start()
                 await bot.start()
                 try:
                     async with open_api(config.api, store, engine, services.backend,
                                         matrix_ready=lambda: bot.ready) as api:
-                        yield App(config, store, engine, services, bot, api)
+                        yield App(config, store, engine, services, bot, lifecycle, api)
                 finally:
                     await bot.stop()
             finally:
+                await lifecycle.stop()
                 await engine.stop()
     finally:
         await store.close()

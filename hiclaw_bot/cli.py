@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from hiclaw_bot import console as views
 from hiclaw_bot.app import running, serve
@@ -209,6 +210,42 @@ def dev(data_dir: Path) -> None:
             await asyncio.Event().wait()
 
     _until_interrupted(go())
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--dry-run", is_flag=True, help="Only list the orphans (required: deleting is `!gc` in chat).")
+def gc(config_path: Path, dry_run: bool) -> None:
+    """List what no worker or team owns under our names in every system (the orphan sweep's proposal)."""
+    from rich.progress import Progress
+
+    from hiclaw_bot.app import bot_token
+    from hiclaw_bot.flows.inventory import SYSTEMS, Inventory, inventory
+    from hiclaw_bot.flows.services import open_services
+
+    if not dry_run:
+        errors.print("deleting orphans needs a confirmation: send `!gc` to the bot; here only `gc --dry-run`")
+        sys.exit(2)
+    config = _load(config_path)
+
+    async def go() -> Inventory:
+        store = await Store.open(config.database_path)
+        try:
+            token = await bot_token(config, store)
+            async with open_services(config, store, bot_token=token) as services:
+                with Progress(console=errors, transient=True) as progress:
+                    task = progress.add_task("inventory", total=len(SYSTEMS))
+                    return await inventory(services, progress=lambda system: progress.update(
+                        task, advance=1, description=f"listed {system}"))
+        finally:
+            await store.close()
+
+    found = asyncio.run(go())
+    table = Table("system", "object", "route", title=f"{len(found.orphans)} orphan(s)")
+    for orphan in found.orphans:
+        table.add_row(orphan.system, orphan.name, orphan.where or "")
+    console.print(table)
+    console.print(", ".join(f"{count} {system}" for system, count in found.seen.items()) + " under our names")
 
 
 def _logging(level: str) -> None:

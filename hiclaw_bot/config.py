@@ -206,6 +206,10 @@ class LifecycleConfig(_Model):
     reconcile_interval: Duration = 120.0
     orphan_sweep_interval: Duration = 6 * 3600.0
     ready_timeout: Duration = 120.0
+    report_room: str | None = None
+    """Where the drift reconciler reports what it did: a room id or alias. Unset: the log and audit only."""
+    activity_flush_interval: Duration = 10.0
+    """How often seen activity is written to the workers table (one batched write)."""
 
 
 class ApiConfig(_Model):

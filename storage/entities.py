@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from storage._db import Tx
 from storage._repo import Repo, assignments
-from storage.models import Human, Team, Worker
+from storage.models import HOLDING_OP_STATES, Human, Team, Worker
 
 _WORKER_COLUMNS = frozenset({
     "team", "role", "backend", "image", "model", "spec", "spec_hash", "state", "previous_state",
@@ -58,6 +59,40 @@ class WorkersRepo(Repo):
     async def delete(self, name: str, *, tx: Tx | None = None) -> None:
         async with self._write(tx) as t:
             await t.execute("DELETE FROM workers WHERE name = ?", (name,))
+
+    async def record_activity(self, stamps: Mapping[str, float], *, tx: Tx | None = None) -> None:
+        """Move ``last_active_at`` forward (never back) for many workers in one transaction."""
+        async with self._write(tx) as t:
+            await t.executemany(
+                "UPDATE workers SET last_active_at = ? WHERE name = ?"
+                " AND (last_active_at IS NULL OR last_active_at < ?)",
+                [(stamp, name, stamp) for name, stamp in stamps.items()],
+            )
+
+    async def set_observed(self, observed: Mapping[str, str | None], *, tx: Tx | None = None) -> None:
+        """Write what the backend showed of many workers, in one transaction."""
+        async with self._write(tx) as t:
+            await t.executemany(
+                "UPDATE workers SET observed_state = ? WHERE name = ?",
+                [(state, name) for name, state in observed.items()],
+            )
+
+    async def idle(self, now: float, default_timeout: float, *, state: str, subject_prefix: str,
+                   tx: Tx | None = None) -> list[Worker]:
+        """Workers in ``state`` whose last activity (or creation) is older than their idle timeout,
+        and that no operation holds or waits for (its subject: ``subject_prefix`` + the name): the
+        idle sweep's one query."""
+        marks = ",".join("?" * len(HOLDING_OP_STATES | {"queued"}))
+        async with self._read(tx) as t:
+            rows = await t.fetchall(
+                "SELECT * FROM workers w WHERE w.state = ?"  # noqa: S608
+                " AND COALESCE(w.last_active_at, w.created_at) + COALESCE(w.idle_timeout_s, ?) <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.subject = ? || w.name"
+                f"  AND o.state IN ({marks}))"
+                " ORDER BY w.name",
+                (state, default_timeout, now, subject_prefix, *sorted(HOLDING_OP_STATES | {"queued"})),
+            )
+        return [Worker.from_row(r) for r in rows]
 
 
 _TEAM_COLUMNS = frozenset({"leader", "room_id", "leader_dm_room_id", "spec", "state", "max_workers"})

@@ -73,6 +73,16 @@ class OperationsRepo(Repo):
                 (*values, t.now(), op_id),
             )
 
+    async def active_subjects(self, *, tx: Tx | None = None) -> set[str]:
+        """Every subject an operation holds or waits for (running, failed, compensating, queued)."""
+        states = sorted(HOLDING_OP_STATES | {"queued"})
+        async with self._read(tx) as t:
+            rows = await t.fetchall(
+                f"SELECT DISTINCT subject FROM operations WHERE state IN ({','.join('?' * len(states))})",  # noqa: S608
+                tuple(states),
+            )
+        return {str(row[0]) for row in rows}
+
 
 def is_holder_conflict(exc: sqlite3.IntegrityError) -> bool:
     """True when an INSERT/UPDATE broke the one-holder-per-subject index."""

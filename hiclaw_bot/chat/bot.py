@@ -27,14 +27,14 @@ import logging
 import random
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import nio
 
 from hiclaw_bot.chat.builtin import default_registry
 from hiclaw_bot.chat.context import Incoming
 from hiclaw_bot.chat.dispatch import SYNC_KEY, Dispatcher
-from hiclaw_bot.chat.grammar import BotIdentity
+from hiclaw_bot.chat.grammar import BotIdentity, command_text
 from hiclaw_bot.chat.matrix import (
     NETWORK_ERRORS,
     TOKEN_SECRET,
@@ -97,6 +97,17 @@ class Backoff:
         self.failures = 0
 
 
+class MessageObserver(Protocol):
+    """Sees every text message the sync delivers, commands or not (``command`` says which).
+
+    How the layers beside chat (lifecycle: activity, wake on mention) hear the rooms without the
+    chat layer knowing them. Called after the batch's commands are handled; must be quick (queue
+    slow work) and an error it raises is logged and ignored: it never holds up the sync.
+    """
+
+    async def __call__(self, message: Incoming, *, command: bool) -> None: ...
+
+
 class Bot:
     """The Matrix side of hiclaw-bot.
 
@@ -104,12 +115,13 @@ class Bot:
     The engine is started and stopped by the caller: the bot only submits to it and reports on it.
     ``sync_timeout`` is the long-poll time, ``timeline_limit`` the events per room and sync before
     the bot pages back, ``progress_interval`` the least time between two edits of a progress
-    message; ``clock`` times back-offs and edits (a fake one in tests).
+    message; ``clock`` times back-offs and edits (a fake one in tests). ``observers`` see every
+    message of every sync (see :class:`MessageObserver`).
     """
 
     def __init__(self, config: Config, store: Store, engine: Engine, *, registry: Registry | None = None,
                  sync_timeout: float = 30.0, timeline_limit: int = 50, progress_interval: float = 1.0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, observers: Sequence[MessageObserver] = ()) -> None:
         self.config = config
         self.store = store
         self.engine = engine
@@ -128,6 +140,7 @@ class Bot:
         self._ready = asyncio.Event()
         self._processing = False
         self._stopping = False
+        self.observers = list(observers)
 
     def __repr__(self) -> str:
         return f"Bot({self.user_id!r}, homeserver={self.config.matrix.homeserver!r})"
@@ -283,8 +296,22 @@ class Bot:
         for index, message in enumerate(messages):
             last = index == len(messages) - 1
             token_saved = await self._dispatcher.handle(message, sync_token=response.next_batch if last else None)
+        await self._tell_observers(messages)
         if not token_saved:
             await self.store.sync.set(SYNC_KEY, response.next_batch)
+
+    async def _tell_observers(self, messages: Sequence[Incoming]) -> None:
+        if not self.observers:
+            return
+        assert self._dispatcher is not None
+        identity = self._dispatcher.identity
+        for message in messages:
+            command = command_text(message.body, identity, message.formatted_body) is not None
+            for observer in self.observers:
+                try:
+                    await observer(message, command=command)
+                except Exception:
+                    log.exception("a message observer failed on %s", message.event_id)
 
     def _commands(self, room_id: str, events: Sequence[Any]) -> list[Incoming]:
         found = (incoming(room_id, event, self.user_id) for event in events)

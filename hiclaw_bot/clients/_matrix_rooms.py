@@ -145,6 +145,11 @@ class RoomsAPI(MatrixBase):
         body = await self._http.request("GET", f"{CLIENT_V3}/joined_rooms", token=self._auth(token))
         return {RoomId(str(room)) for room in body.get("joined_rooms", [])}
 
+    async def room_aliases(self, room_id: RoomId) -> list[RoomAlias]:
+        """The local aliases of a room (ours and others' on this server), for the orphan sweep."""
+        body = await self._http.request("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/aliases", token=self._auth(None))
+        return [RoomAlias(str(alias)) for alias in body.get("aliases", [])]
+
     async def joined_members(self, room_id: RoomId, *, token: str | None = None) -> dict[UserId, str | None]:
         """The joined members of a room and their display names."""
         body = await self._http.request("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/joined_members",

@@ -27,6 +27,7 @@ from hiclaw_bot.flows.worker_steps import (
     GatewayAuth,
     GatewayConsumer,
     Mark,
+    Notify,
     Ready,
     Record,
     Room,
@@ -45,6 +46,7 @@ SLEEP = "worker.sleep"
 WAKE = "worker.wake"
 UPDATE = "worker.update"
 DELETE = "worker.delete"
+REPAIR = "worker.repair"
 
 RUNNING = "Running"
 SLEEPING = "Sleeping"
@@ -177,17 +179,37 @@ def _runtime_for_delete(services: Services, worker: str) -> Step:
 
 
 def sleep_steps(services: Services, op: Operation) -> Sequence[Step]:
+    """An idle sleep (``idle_s`` in the params) ends with a notice in the worker's room."""
     worker = worker_of(op)
-    return [Stop(services, worker), Record(services, worker, SLEEPING)]
+    steps: list[Step] = [Stop(services, worker), Record(services, worker, SLEEPING)]
+    if "idle_s" in op.params:
+        steps.append(Notify(services, worker, op.params))
+    return steps
 
 
 def wake_steps(services: Services, op: Operation) -> Sequence[Step]:
+    """A wake for a mention (``missed`` in the params) ends pointing the worker at what it missed."""
     worker = worker_of(op)
-    return [Start(services, worker), Ready(services, worker), Record(services, worker, RUNNING)]
+    steps: list[Step] = [Start(services, worker), Ready(services, worker), Record(services, worker, RUNNING)]
+    if "missed" in op.params:
+        steps.append(Notify(services, worker, op.params))
+    return steps
+
+
+def repair_steps(services: Services, op: Operation) -> Sequence[Step]:
+    """Recreate a runtime that vanished behind our back, from the worker's recorded spec, and put it
+    back in its recorded state (``state`` in the params): the drift reconciler's repair. An update
+    would not do: it recreates a missing runtime stopped, as an update keeps the running state."""
+    worker, params = worker_of(op), op.params
+    if "image" not in params:
+        raise PermanentError("a repair needs the worker's full spec")
+    if params.get("state") == SLEEPING:
+        return [Runtime(services, worker, params), Stop(services, worker), Record(services, worker, SLEEPING)]
+    return [Runtime(services, worker, params), Ready(services, worker), Record(services, worker, RUNNING)]
 
 
 FLOWS: dict[str, Callable[[Services, Operation], Sequence[Step]]] = {
-    CREATE: create_steps, SLEEP: sleep_steps, WAKE: wake_steps,
+    CREATE: create_steps, SLEEP: sleep_steps, WAKE: wake_steps, REPAIR: repair_steps,
 }
 
 
