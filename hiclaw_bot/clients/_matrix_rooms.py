@@ -156,6 +156,18 @@ class RoomsAPI(MatrixBase):
         content = await self.state(room_id, "m.room.member", user_id)
         return None if content is None else str(content.get("membership"))
 
+    async def set_user_power(self, room_id: RoomId, user_id: UserId, level: int | None) -> None:
+        """Merge one user's entry into the room's power levels (None removes it); written only if it differs."""
+        current = await self.state(room_id, "m.room.power_levels") or {}
+        users = dict(current.get("users", {}))
+        if users.get(user_id) == level:
+            return
+        if level is None:
+            users.pop(user_id, None)
+        else:
+            users[user_id] = level
+        await self._put_state_if_changed(room_id, "m.room.power_levels", {**current, "users": users}, current)
+
     async def rename_room(self, room_id: RoomId, name: str) -> None:
         await self._put_state_if_changed(room_id, "m.room.name", {"name": name},
                                          await self.state(room_id, "m.room.name"))
