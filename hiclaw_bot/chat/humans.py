@@ -101,10 +101,10 @@ class HumanCommands:
         return None
 
     async def _direct_chat(self, ctx: CommandContext) -> bool:
-        """Whether the command came from a room shared by the sender and the bot alone (and not one of ours)."""
+        """Whether the room holds the sender and the bot alone, nobody else even invited, and is not one of ours."""
         if await ctx.resolver.known_room(ctx.room_id):
             return False
-        members = set(await self.services.matrix.joined_members(RoomId(ctx.room_id)))
+        members = set(await self.services.matrix.members(RoomId(ctx.room_id)))
         return members == {self.services.bot_user_id, ctx.sender}
 
 

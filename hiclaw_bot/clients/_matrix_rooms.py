@@ -151,6 +151,14 @@ class RoomsAPI(MatrixBase):
                                         token=self._auth(token))
         return {UserId(user): (info or {}).get("display_name") for user, info in body.get("joined", {}).items()}
 
+    async def members(self, room_id: RoomId) -> dict[UserId, str]:
+        """Everyone who is in a room or on the way in (``join``, ``invite``, ``knock``), with their membership."""
+        body = await self._http.request("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/members", token=self._auth(None),
+                                        params={"not_membership": "leave"})
+        found = {UserId(str(e["state_key"])): str((e.get("content") or {}).get("membership"))
+                 for e in body.get("chunk", [])}
+        return {user: membership for user, membership in found.items() if membership != "ban"}
+
     async def membership(self, room_id: RoomId, user_id: UserId) -> str | None:
         """``join``, ``invite``, ``leave``, ``ban`` or ``knock``; None if the user never was in the room."""
         content = await self.state(room_id, "m.room.member", user_id)

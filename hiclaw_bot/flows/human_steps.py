@@ -290,7 +290,7 @@ class Deliver(HumanStep):
             raise PermanentError("no email and no admin's room to deliver the credentials to")
         matrix = self.services.matrix
         async with ctx.external("matrix"):
-            members = set(await matrix.joined_members(RoomId(room_id)))
+            members = set(await matrix.members(RoomId(room_id)))
             if not members <= {self.services.bot_user_id, UserId(actor)}:
                 raise PermanentError("the room the command came from is no longer a direct chat with you alone; "
                                      "the credentials were not sent")
