@@ -42,6 +42,11 @@ class HumanCommands:
     async def create(self, ctx: CommandContext) -> Reply | None:
         name = ctx.args.get("name", str)
         if await ctx.store.humans.get(name) is not None:
+            holder = await ctx.store.ops.holder(flows.subject(name))
+            if holder is not None and holder.state == "failed":
+                op_id = holder.op_id
+                return Reply.of(f"Human `{name}` is half made: operation {op_id} failed at {holder.failed_step}. "
+                                f"`!op retry {op_id}` resumes it; `!op abort {op_id}` undoes it.")
             return Reply.of(f"A human named `{name}` already exists: `!human list` shows them.")
         if ctx.config.matrix.registration.mode == "appservice":
             return Reply.of("Human accounts need passwords, which appservice registration cannot give; "

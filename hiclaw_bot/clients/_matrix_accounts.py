@@ -196,6 +196,15 @@ class AccountsAPI(MatrixBase):
             await self._http.request("POST", f"{CLIENT_V3}/logout", token=token, body={})
         self._sessions = {user: s for user, s in self._sessions.items() if s.access_token != token}
 
+    async def is_deactivated(self, user_id: UserId) -> bool | None:
+        """Whether an account is deactivated (Synapse admin API); None when it does not exist or the
+        server cannot tell (no such API)."""
+        try:
+            body = await self._http.request("GET", f"/_synapse/admin/v2/users/{q(user_id)}", token=self._auth(None))
+        except NotFoundError:
+            return None
+        return bool(body.get("deactivated"))
+
     async def rooms_of(self, user_id: UserId) -> set[RoomId]:
         """Every room a user has joined, through the Synapse admin API (no token of theirs needed)."""
         body = await self._http.request("GET", f"{ADMIN_V1}/users/{q(user_id)}/joined_rooms", token=self._auth(None))

@@ -136,8 +136,8 @@ class Account(HumanStep):
         async with ctx.external("matrix"):
             try:
                 user = await matrix.ensure_user(self.human.name, password)
-            except UnauthorizedError as exc:
-                if exc.code == "M_USER_DEACTIVATED":
+            except UnauthorizedError:
+                if await matrix.is_deactivated(self.human.user_id):
                     raise PermanentError(f"{self.human.user_id} was deactivated and cannot be used again; "
                                          "choose another name") from None
                 await ctx.store.secrets.delete(ctx.op.subject, PASSWORD)

@@ -197,6 +197,11 @@ async def test_create_by_mail_at_team_level_then_delete(world: World) -> None:
     assert await world.store.humans.get(name) is None
     assert [r for r in await world.store.ledger.live(MEMBERSHIP) if r.owner == flows.subject(name)] == []
 
+    again = await world.run(f"!human create {name} --email {email}")
+    assert again.state == "failed"
+    assert again.failed_step == "account"
+    assert "was deactivated and cannot be used again" in (again.error or "")
+
 
 async def test_a_viewer_gets_credentials_in_the_dm_and_reads_only(world: World) -> None:
     name = unique("vera")
@@ -278,3 +283,22 @@ async def test_bad_input_gets_a_reply_and_changes_nothing(world: World) -> None:
     assert await world.store.humans.get(fresh) is None
     assert world.smtp.to("e@example.org") == []
     assert await world.services.matrix.displayname(world.user(fresh)) is None
+
+
+async def test_a_refused_mail_fails_the_create_and_an_abort_undoes_it(world: World) -> None:
+    name = unique("fay")
+    op = await world.run(f"!human create {name} --email {name}@refused.test --level team --teams red")
+    assert op.state == "failed"
+    assert op.failed_step == "deliver"
+    assert "refused the recipient" in (op.error or "")
+    assert await world.membership("red", name) == "invite"
+    assert "!op retry" in await world.say(f"!human create {name} --email {name}@example.org")
+
+    aborted = await world.engine.abort(op.op_id)
+    aborted = await world.engine.wait(aborted.op_id)
+    assert aborted.state == "compensated", aborted.error
+    assert await world.membership("red", name) == "leave"
+    assert await world.membership("red-worker", name) == "leave"
+    assert await world.store.humans.get(name) is None
+    assert await world.store.secrets.get(flows.subject(name), "password") is None
+    assert await world.services.matrix.is_deactivated(world.user(name)) is True, "the account we made"
