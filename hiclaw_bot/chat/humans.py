@@ -48,6 +48,8 @@ class HumanCommands:
                 return Reply.of(f"Human `{name}` is half made: operation {op_id} failed at {holder.failed_step}. "
                                 f"`!op retry {op_id}` resumes it; `!op abort {op_id}` undoes it.")
             return Reply.of(f"A human named `{name}` already exists: `!human list` shows them.")
+        if await ctx.store.workers.get(name) is not None or name == ctx.config.matrix.bot.localpart:
+            return Reply.of(f"`{name}` is the account of a worker or of the bot itself; choose another name.")
         if ctx.config.matrix.registration.mode == "appservice":
             return Reply.of("Human accounts need passwords, which appservice registration cannot give; "
                             "configure matrix.registration as `token` or `shared_secret`.")

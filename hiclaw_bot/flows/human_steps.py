@@ -130,6 +130,13 @@ class Account(HumanStep):
         super().__init__(services, human, **kwargs)
         self.resource = ResourceRef(ACCOUNT, human.user_id)
 
+    async def observe(self, ctx: StepContext) -> Outcome | None:
+        """Refuse an account the ledger says is something else of ours (a worker's, even a deleted one)."""
+        known = await ctx.store.ledger.get(ACCOUNT, self.human.user_id)
+        if known is not None and known.owner != ctx.op.subject:
+            raise PermanentError(f"{self.human.user_id} is the account of {known.owner}; choose another name")
+        return None
+
     async def do(self, ctx: StepContext) -> Outcome:
         matrix = self.services.matrix
         password = (await ctx.secret(PASSWORD)).reveal()

@@ -272,6 +272,8 @@ async def test_bad_input_gets_a_reply_and_changes_nothing(world: World) -> None:
         f"!human create {fresh} --email e@exa_mple.org": "one plain mail address",
         f"!human create {existing} --email e@example.org": "already exists",
         f"!human invite {fresh}": f"no human named `{fresh}`",
+        "!human create red-worker --email e@example.org": "the account of a worker",
+        "!human create hiclaw-admin --email e@example.org": "the bot itself",
     }
     for command, expected in cases.items():
         assert expected in await world.say(command), command
@@ -302,3 +304,15 @@ async def test_a_refused_mail_fails_the_create_and_an_abort_undoes_it(world: Wor
     assert await world.store.humans.get(name) is None
     assert await world.store.secrets.get(flows.subject(name), "password") is None
     assert await world.services.matrix.is_deactivated(world.user(name)) is True, "the account we made"
+
+
+async def test_an_account_the_ledger_gives_to_a_worker_is_not_adopted(world: World) -> None:
+    name = unique("zed")
+    await world.store.ledger.record("matrix_user", world.user(name), "deleted", owner=f"worker:{name}")
+
+    op = await world.run(f"!human create {name} --email {name}@example.org")
+
+    assert op.state == "failed"
+    assert op.failed_step == "account"
+    assert f"is the account of worker:{name}" in (op.error or "")
+    assert await world.services.matrix.is_deactivated(world.user(name)) is None, "no account was registered"
