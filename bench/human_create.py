@@ -39,7 +39,7 @@ class Inbox:
     def __init__(self) -> None:
         self.received: list[Message] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append(message_from_bytes(envelope.content))
         return "250 Message accepted"
 
