@@ -4,8 +4,9 @@ Usage: ``python -m tests.chaos.human_app CONFIG_JSON MODE [NAME ...]``, with the
 in ``HICLAW_TEST_BOT_TOKEN`` and an optional fault in ``HICLAW_FAULT``.
 
 * ``create`` / ``delete`` submit ``human.<MODE>`` for each name (team level, team ``red``, welcome
-  mail to ``<name>@example.org``) *without* resuming anything a killed predecessor left, so a
-  fault always strikes this process's own operation;
+  mail to ``<name>@example.org``, or with ``HICLAW_TEST_DM=ROOM`` the credentials in that room)
+  *without* resuming anything a killed predecessor left, so a fault always strikes this
+  process's own operation;
 * ``resume`` only resumes every unfinished operation, all at once.
 
 It exits 0 when every operation it ran succeeded.
@@ -36,9 +37,12 @@ async def main(config_path: str, mode: str, humans: list[str]) -> int:
             op_ids = await engine.start()
         else:
             op_ids = []
+            dm = os.environ.get("HICLAW_TEST_DM")
             for name in humans:
-                params = {"name": name, "level": "team", "teams": ["red"], "email": f"{name}@example.org"}
-                submitted = await engine.submit(f"human.{mode}", flows.subject(name), params)
+                params = {"name": name, "level": "team", "teams": ["red"],
+                          "email": None if dm else f"{name}@example.org"}
+                submitted = await engine.submit(f"human.{mode}", flows.subject(name), params, room_id=dm,
+                                                actor=str(services.bot_user_id) if dm else None)
                 op_ids.append(submitted.op.op_id)
         ops = [await engine.wait(op_id) for op_id in op_ids]
         await engine.stop()

@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from hiclaw_bot.clients.errors import UnauthorizedError
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin, RoomEvent
 from hiclaw_bot.flows import human as flows
 from hiclaw_bot.flows.human_steps import MEMBERSHIP
 from hiclaw_bot.types import RoomId, UserId
@@ -51,10 +51,12 @@ async def child(tmp: Path, token: str, mode: str, names: list[str], fault: dict[
     return proc.returncode
 
 
-async def kill_each(tmp: Path, token: str, kind: str, cases: dict[str, tuple[str, str]]) -> None:
+async def kill_each(tmp: Path, token: str, kind: str, cases: dict[str, tuple[str, str]],
+                    extra: dict[str, str] | None = None) -> None:
     """One child per boundary, killed there while running its own human's operation."""
     for name, (step, point) in cases.items():
-        fault = {"HICLAW_FAULT": f"kill:{step}:{point}:human.{kind}", "HICLAW_FAULT_MARKER": str(tmp / f"k-{name}")}
+        fault = {"HICLAW_FAULT": f"kill:{step}:{point}:human.{kind}", "HICLAW_FAULT_MARKER": str(tmp / f"k-{name}"),
+                 **(extra or {})}
         assert await child(tmp, token, kind, [name], fault) == -signal.SIGKILL, (step, point)
 
 
@@ -97,6 +99,11 @@ async def invites_of(synapse: SynapseEnv, room: RoomId, user: UserId) -> int:
     return sum(1 for e in page["chunk"] if e.get("state_key") == user and e["content"].get("membership") == "invite")
 
 
+async def bot_messages(synapse: SynapseEnv, room: RoomId) -> list[RoomEvent]:
+    async with MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=synapse.admin_token) as bot:
+        return await bot.recent_messages(room, limit=50)
+
+
 async def logs_in(synapse: SynapseEnv, name: str, password: str) -> bool:
     async with MatrixAdmin(synapse.url, server_name=synapse.server_name) as client:
         try:
@@ -126,7 +133,18 @@ async def test_kill_human_create_at_every_boundary(synapse: SynapseEnv, smtp_ser
     rooms = await prepare(synapse, smtp_server, tmp_path)
     cases = boundaries("hc", CREATE_STEPS)
     await kill_each(tmp_path, synapse.admin_token, "create", cases)
+    async with MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=synapse.admin_token) as bot:
+        dm = (await bot.ensure_room(unique("dm"), name="DM")).room_id
+    by_dm = unique("hdm")
+    await kill_each(tmp_path, synapse.admin_token, "create", {by_dm: ("deliver", "after_call")},
+                    {"HICLAW_TEST_DM": dm})
     assert await child(tmp_path, synapse.admin_token, "resume", []) == 0
+
+    notes = [e.body or "" for e in await bot_messages(synapse, dm) if by_dm in (e.body or "")]
+    assert len(notes) == 1, "the DM is sent exactly once: its transaction id is the operation's"
+    dm_password = PASSWORD_LINE.search(notes[0])
+    assert dm_password is not None
+    assert await logs_in(synapse, by_dm, dm_password.group(1))
 
     store = await Store.open(tmp_path / "data" / "hiclaw.db")
     try:
