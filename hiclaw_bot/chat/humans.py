@@ -16,7 +16,8 @@ from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, table
 from hiclaw_bot.flows import human as flows
-from hiclaw_bot.flows.human_steps import LEVELS
+from hiclaw_bot.flows import names
+from hiclaw_bot.flows.human_steps import ACCOUNT, LEVELS
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.types import RoomId
 
@@ -48,8 +49,13 @@ class HumanCommands:
                 return Reply.of(f"Human `{name}` is half made: operation {op_id} failed at {holder.failed_step}. "
                                 f"`!op retry {op_id}` resumes it; `!op abort {op_id}` undoes it.")
             return Reply.of(f"A human named `{name}` already exists: `!human list` shows them.")
-        if await ctx.store.workers.get(name) is not None or name == ctx.config.matrix.bot.localpart:
+        user_id = names.user_id(name, ctx.config.matrix.server_name)
+        known = await ctx.store.ledger.get(ACCOUNT, user_id)
+        if await ctx.store.workers.get(name) is not None or name == ctx.config.matrix.bot.localpart \
+                or (known is not None and known.owner != flows.subject(name)):
             return Reply.of(f"`{name}` is the account of a worker or of the bot itself; choose another name.")
+        if await self.services.matrix.is_deactivated(user_id):
+            return Reply.of(f"{user_id} was deactivated and cannot be used again; choose another name.")
         if ctx.config.matrix.registration.mode == "appservice":
             return Reply.of("Human accounts need passwords, which appservice registration cannot give; "
                             "configure matrix.registration as `token` or `shared_secret`.")

@@ -198,10 +198,10 @@ class AccountsAPI(MatrixBase):
 
     async def is_deactivated(self, user_id: UserId) -> bool | None:
         """Whether an account is deactivated (Synapse admin API); None when it does not exist or the
-        server cannot tell (no such API)."""
+        server will not tell (no such API, or we are not a server admin)."""
         try:
             body = await self._http.request("GET", f"/_synapse/admin/v2/users/{q(user_id)}", token=self._auth(None))
-        except NotFoundError:
+        except (NotFoundError, ForbiddenError):
             return None
         return bool(body.get("deactivated"))
 

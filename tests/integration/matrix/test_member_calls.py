@@ -1,5 +1,5 @@
 """The calls the human flows add to the Matrix client, against the session's real Synapse:
-logout, one user's power level merged in and out, and the members on their way in."""
+logout, one user's power level merged in and out, the members on their way in, deactivation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from hiclaw_bot.clients.errors import UnauthorizedError
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin
-from tests.fixtures.synapse import unique
+from tests.fixtures.synapse import SynapseEnv, unique
 
 
 async def test_logout_ends_the_session_and_twice_is_fine(admin: MatrixAdmin) -> None:
@@ -47,3 +47,16 @@ async def test_members_counts_the_invited_and_not_those_who_left(admin: MatrixAd
     await admin.leave(room, token=gone.access_token)
 
     assert await admin.members(room) == {me: "join", guest.user_id: "invite"}
+
+
+async def test_is_deactivated_tells_apart_active_deactivated_and_unknown(synapse: SynapseEnv,
+                                                                         admin: MatrixAdmin) -> None:
+    user = await admin.ensure_user(unique("short-lived"), "a-long-password-5")
+    plain = await admin.ensure_user(unique("plain"), "a-long-password-6")
+    assert await admin.is_deactivated(user.user_id) is False
+    await admin.deactivate_user(user.user_id)
+    assert await admin.is_deactivated(user.user_id) is True
+    assert await admin.is_deactivated(admin.user_id(unique("nobody"))) is None
+    async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
+                           access_token=plain.access_token) as not_an_admin:
+        assert await not_an_admin.is_deactivated(user.user_id) is None, "a 403 means: cannot tell"
