@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from email.headerregistry import Address
 from functools import partial
+from typing import Any
 
 from hiclaw_bot.clients.mail import DisabledMailer, Mailer, SmtpMailer
 from hiclaw_bot.config import MailConfig
@@ -108,6 +109,14 @@ class SetTeams(HumanStep):
         return Done({"teams": list(self.teams)})
 
 
+class Reinvite(Invites):
+    """The invites of ``human.invite``: an abort leaves the rooms as they are, since they are what
+    the level grants (undoing them would take away what ``human.create`` gave)."""
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        return None
+
+
 class Mark(HumanStep):
     name = "mark"
 
@@ -168,7 +177,7 @@ def create_steps(services: Services, mailer: Mailer, op: Operation) -> Sequence[
 
 def invite_steps(services: Services, op: Operation) -> Sequence[Step]:
     human, teams = human_of(services, op), op.params.get("teams")
-    return [SetTeams(services, human, list(teams) if teams is not None else None), Invites(services, human)]
+    return [SetTeams(services, human, list(teams) if teams is not None else None), Reinvite(services, human)]
 
 
 def delete_steps(services: Services, op: Operation) -> Sequence[Step]:

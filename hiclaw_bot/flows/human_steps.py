@@ -85,11 +85,11 @@ class HumanRef:
 
 
 class HumanStep(Step):
-    def __init__(self, services: Services, human: HumanRef, *, after: tuple[str, ...] | None = None) -> None:
+    """A step about one human, with the services it needs (the steps of a human flow run in order)."""
+
+    def __init__(self, services: Services, human: HumanRef) -> None:
         self.services = services
         self.human = human
-        if after is not None:
-            self.after = after
 
 
 class Register(HumanStep):
@@ -126,8 +126,8 @@ class Account(HumanStep):
 
     name = "account"
 
-    def __init__(self, services: Services, human: HumanRef, **kwargs: Any) -> None:
-        super().__init__(services, human, **kwargs)
+    def __init__(self, services: Services, human: HumanRef) -> None:
+        super().__init__(services, human)
         self.resource = ResourceRef(ACCOUNT, human.user_id)
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
@@ -172,8 +172,8 @@ class Profile(HumanStep):
 
     name = "profile"
 
-    def __init__(self, services: Services, human: HumanRef, display_name: str | None, **kwargs: Any) -> None:
-        super().__init__(services, human, **kwargs)
+    def __init__(self, services: Services, human: HumanRef, display_name: str | None) -> None:
+        super().__init__(services, human)
         self.display_name = display_name
 
     async def do(self, ctx: StepContext) -> Outcome:
@@ -264,8 +264,8 @@ class Deliver(HumanStep):
 
     name = "deliver"
 
-    def __init__(self, services: Services, human: HumanRef, mailer: Mailer, email: str | None, **kwargs: Any) -> None:
-        super().__init__(services, human, **kwargs)
+    def __init__(self, services: Services, human: HumanRef, mailer: Mailer, email: str | None) -> None:
+        super().__init__(services, human)
         self.mailer = mailer
         self.email = email
 
