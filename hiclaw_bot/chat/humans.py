@@ -130,8 +130,8 @@ def register_human_commands(registry: Registry, services: Services) -> None:
         "human", "create", summary="Add a human member: account, rooms by level, credentials",
         handler=commands.create, target=target,
         args=[human, option("email", Email(), "mail the credentials there (else: to you, in this direct chat)"),
-              option("level", Choice(*LEVELS), "admin: every room; team: its teams' rooms; viewer: reads only",
-                     default="viewer"),
+              option("level", Choice(*LEVELS),
+                     "admin: every room; team: its teams' rooms; viewer (the default): reads only", default="viewer"),
               teams, option("display_name", TEXT, "the name others see")],
     )
     registry.command("human", "invite", summary="Invite a human again to the rooms of its level",
