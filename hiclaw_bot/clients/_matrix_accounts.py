@@ -17,6 +17,7 @@ earlier call is checked with ``whoami`` first, and a login always names the acco
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -188,6 +189,21 @@ class AccountsAPI(MatrixBase):
                 return False
         self._sessions.pop(user_id, None)
         return True
+
+    async def logout(self, token: str) -> None:
+        """End the session of ``token`` (its device goes with it); a token already revoked is success."""
+        with contextlib.suppress(UnauthorizedError):
+            await self._http.request("POST", f"{CLIENT_V3}/logout", token=token, body={})
+        self._sessions = {user: s for user, s in self._sessions.items() if s.access_token != token}
+
+    async def is_deactivated(self, user_id: UserId) -> bool | None:
+        """Whether an account is deactivated (Synapse admin API); None when it does not exist or the
+        server will not tell (no such API, or we are not a server admin)."""
+        try:
+            body = await self._http.request("GET", f"/_synapse/admin/v2/users/{q(user_id)}", token=self._auth(None))
+        except (NotFoundError, ForbiddenError):
+            return None
+        return bool(body.get("deactivated"))
 
     async def rooms_of(self, user_id: UserId) -> set[RoomId]:
         """Every room a user has joined, through the Synapse admin API (no token of theirs needed)."""

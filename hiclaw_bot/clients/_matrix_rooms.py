@@ -156,10 +156,30 @@ class RoomsAPI(MatrixBase):
                                         token=self._auth(token))
         return {UserId(user): (info or {}).get("display_name") for user, info in body.get("joined", {}).items()}
 
+    async def members(self, room_id: RoomId) -> dict[UserId, str]:
+        """Everyone who is in a room or on the way in (``join``, ``invite``, ``knock``), with their membership."""
+        body = await self._http.request("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/members", token=self._auth(None),
+                                        params={"not_membership": "leave"})
+        found = {UserId(str(e["state_key"])): str((e.get("content") or {}).get("membership"))
+                 for e in body.get("chunk", [])}
+        return {user: membership for user, membership in found.items() if membership != "ban"}
+
     async def membership(self, room_id: RoomId, user_id: UserId) -> str | None:
         """``join``, ``invite``, ``leave``, ``ban`` or ``knock``; None if the user never was in the room."""
         content = await self.state(room_id, "m.room.member", user_id)
         return None if content is None else str(content.get("membership"))
+
+    async def set_user_power(self, room_id: RoomId, user_id: UserId, level: int | None) -> None:
+        """Merge one user's entry into the room's power levels (None removes it); written only if it differs."""
+        current = await self.state(room_id, "m.room.power_levels") or {}
+        users = dict(current.get("users", {}))
+        if users.get(user_id) == level:
+            return
+        if level is None:
+            users.pop(user_id, None)
+        else:
+            users[user_id] = level
+        await self._put_state_if_changed(room_id, "m.room.power_levels", {**current, "users": users}, current)
 
     async def rename_room(self, room_id: RoomId, name: str) -> None:
         await self._put_state_if_changed(room_id, "m.room.name", {"name": name},
