@@ -69,5 +69,5 @@ async def main(kubeconfig: str, namespace: str, lease: str, db: str, journal_pat
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    sys.exit(asyncio.run(main(*args[:6], float(args[6]))))
+    kubeconfig, namespace, lease, db, journal_path, identity, slow = sys.argv[1:8]
+    sys.exit(asyncio.run(main(kubeconfig, namespace, lease, db, journal_path, identity, float(slow))))
