@@ -79,10 +79,10 @@ async def running(config: Config) -> AsyncIterator[App]:
 async def serve(config: Config) -> None:
     """Run until cancelled (SIGINT/SIGTERM in the CLI); with ``ha`` on, only while holding the Lease.
 
-    The store is opened only after the Lease is ours; losing the Lease ends the process (exit status 3).
+    The store is opened only after the Lease is ours; losing it raises ``LeadershipLost``.
     """
     if config.ha.enabled:
-        from hiclaw_bot.leadership import serve_while_leading  # the kubernetes extra: imported only when used
+        from hiclaw_bot.leadership.leading import serve_while_leading  # needs the kubernetes extra
 
         await serve_while_leading(config.ha, lambda: _serve(config),
                                   standby_listen=config.api.listen if config.api.enabled else None)

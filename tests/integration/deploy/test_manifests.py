@@ -14,7 +14,7 @@ import yaml
 from backends.base import WorkerSpec
 from backends.kubernetes import KubernetesBackend
 from hiclaw_bot.config import parse_config
-from hiclaw_bot.leadership import LeaseElector, LeaseSettings, coordination_api
+from hiclaw_bot.leadership.elector import LeaseElector, LeaseSettings, coordination_api
 from tests.fakes.k8s_store import validate_object
 from tests.fixtures.k8s import KubeTarget
 from tests.integration.deploy.manifests import MANIFESTS, ROOT, access_of, allows, granted, manifest_files, objects, one

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hiclaw_bot.leadership import LeaseElector, LeaseSettings, coordination_api
+from hiclaw_bot.leadership.elector import LeaseElector, LeaseSettings, coordination_api
 from tests.fixtures.k8s import KubeTarget
 
 # Short periods keep the tests quick; their order is what the safety argument needs.

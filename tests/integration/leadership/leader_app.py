@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hiclaw_bot.config import HaConfig
 from hiclaw_bot.engine import Done, Engine, FuncStep, Outcome, RetryPolicy, Step, StepContext
-from hiclaw_bot.leadership import serve_while_leading
+from hiclaw_bot.leadership.leading import serve_while_leading
 from storage import Operation, Store
 
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 2.0, 1.5, 0.25

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from kubernetes.aio.client.exceptions import ApiException
 
-from hiclaw_bot.leadership import LeadershipLost, LeaseElector, while_leading
+from hiclaw_bot.leadership import LeadershipLost
+from hiclaw_bot.leadership.elector import LeaseElector
+from hiclaw_bot.leadership.leading import while_leading
 from tests.fixtures.k8s import KubeTarget
 from tests.integration.leadership.conftest import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, elector, lease_name
 

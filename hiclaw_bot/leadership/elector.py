@@ -1,30 +1,6 @@
-"""Leader election on a ``coordination.k8s.io/v1`` Lease, so that only one replica of the bot acts.
+"""The Lease elector: acquire, renew and release one ``coordination.k8s.io/v1`` Lease.
 
-The bot's state is one SQLite file, and SQLite wants one writer. With ``ha.enabled`` a process
-first becomes the holder of a Lease and only then opens the database and starts the engine; a
-second replica waits as a hot standby. When the holder stops renewing (killed, partitioned,
-hung), the Lease expires and the standby takes over, resuming the operations the engine left
-unfinished. When a holder loses the Lease it stops everything and the process exits non-zero,
-so Kubernetes restarts it as a standby.
-
-Why not ``kubernetes.aio.leaderelection`` (kubernetes 37.0.1): its leader measures the renew
-deadline from the start of each round of attempts rather than from its last successful renewal,
-and its API calls have no timeout, so one hung request keeps an old leader acting after the
-Lease has expired for everyone else; its periods must be whole seconds of at least one; it
-stamps local naive time with ``Z``; it logs a traceback for every lost race; and it never
-releases the Lease on a clean shutdown, so every rollout waits a full lease duration. The loop
-below is small, uses the same ``CoordinationV1Api`` calls, and keeps the safety argument checkable:
-
-* every write is a ``replace`` guarded by the ``resourceVersion`` just read (or a ``create``),
-  so of two candidates racing for an expired Lease exactly one wins (the other gets 409);
-* a standby trusts no clock but its own: it takes over only when the Lease has not changed
-  (same ``resourceVersion``) for ``lease_duration`` since it first saw that version;
-* the leader counts ``renew_deadline`` from the moment it *sent* its last successful renewal,
-  bounds every request by what is left of it, and gives up leadership when it runs out; as
-  ``renew_deadline < lease_duration`` it stops acting before any standby may start;
-* after giving up, whatever the work still does must finish within ``lease_duration -
-  renew_deadline``; past that the process exits at once (the engine's checkpoints make a hard
-  exit safe: it is the same as a crash, which the crash tests cover).
+The safety argument is in the package docstring (:mod:`hiclaw_bot.leadership`).
 """
 
 from __future__ import annotations
@@ -37,25 +13,18 @@ import os
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import ClientError, web
+from aiohttp import ClientError
 from kubernetes.aio import client, config
 from kubernetes.aio.client.exceptions import ApiException
 
-from hiclaw_bot.config import HaConfig
+from hiclaw_bot.leadership import LeadershipLost
 
 log = logging.getLogger("hiclaw_bot.leadership")
-
-EXIT_LEADERSHIP_LOST = 3
-"""The process exit status after losing the Lease (``hiclaw-bot run`` and the overrun exit)."""
-
-
-class LeadershipLost(Exception):
-    """This process no longer holds the Lease: it must stop acting now."""
 
 
 @dataclass(frozen=True)
@@ -226,51 +195,6 @@ class LeaseElector:
         return period * (1 + 0.2 * random.random())  # spreading retries, not a secret
 
 
-def _exit_now() -> None:
-    """The last resort when work outlives the Lease: the process must not act beside a new leader."""
-    log.critical("work did not stop before the lease could expire; exiting now")
-    logging.shutdown()
-    os._exit(EXIT_LEADERSHIP_LOST)
-
-
-async def while_leading(elector: LeaseElector, work: Callable[[], Awaitable[None]], *,
-                        standby_listen: str | None = None, on_overrun: Callable[[], None] = _exit_now) -> None:
-    """Wait to lead (answering probes on ``standby_listen`` meanwhile), then run ``work`` while renewing.
-
-    ``work`` returning (or raising) ends the leadership cleanly: the Lease is released. Losing
-    the Lease cancels ``work``, waits at most ``lease_duration - renew_deadline`` for it to wind
-    down (``on_overrun`` if it does not) and raises :class:`LeadershipLost`.
-    """
-    async with standby_probes(standby_listen):
-        log.info("%s waits for lease %s/%s", elector.settings.identity, elector.settings.namespace,
-                 elector.settings.name)
-        await elector.acquire()
-    job = asyncio.ensure_future(work())
-    keeper = asyncio.ensure_future(elector.hold())
-    try:
-        await asyncio.wait({job, keeper}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        job.cancel()
-        keeper.cancel()
-        await asyncio.gather(job, keeper, return_exceptions=True)
-        await elector.release()
-        raise
-    if job.done():
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
-        await elector.release()
-        job.result()
-        return
-    lost = keeper.exception() or LeadershipLost("the lease keeper stopped")
-    log.error("leadership lost: %s; stopping", lost)
-    job.cancel()
-    settings = elector.settings
-    _, pending = await asyncio.wait({job}, timeout=settings.lease_duration - settings.renew_deadline)
-    if pending:
-        on_overrun()
-    raise lost if isinstance(lost, LeadershipLost) else LeadershipLost(str(lost))
-
-
 @contextlib.asynccontextmanager
 async def coordination_api(*, kubeconfig: str | None, context: str | None, in_cluster: bool) -> AsyncIterator[Any]:
     """A ``CoordinationV1Api`` on its own API client (the backend's may point at another cluster)."""
@@ -285,50 +209,3 @@ async def coordination_api(*, kubeconfig: str | None, context: str | None, in_cl
         yield client.CoordinationV1Api(api_client)
     finally:
         await api_client.close()  # type: ignore[no-untyped-call]
-
-
-@contextlib.asynccontextmanager
-async def standby_probes(listen: str | None) -> AsyncIterator[None]:
-    """While waiting to lead, answer the kubelet: alive (``/healthz`` 200) but not ready (``/readyz`` 503).
-
-    Without it a standby would fail its liveness probe and be restarted forever. The port is
-    freed before the bot starts, so the bot's own HTTP API can take it.
-    """
-    if listen is None:
-        yield
-        return
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "standby"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "standby", "ready": False}, status=503)
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    host, _, port = listen.rpartition(":")
-    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
-    try:
-        yield
-    finally:
-        await runner.cleanup()
-
-
-async def serve_while_leading(ha: HaConfig, work: Callable[[], Awaitable[None]], *,
-                              standby_listen: str | None) -> None:
-    """``hiclaw-bot run`` with ``ha.enabled``: the bot (``work``) runs only while this process leads.
-
-    Losing the Lease ends the process with :data:`EXIT_LEADERSHIP_LOST`, so that Kubernetes
-    restarts it as a standby instead of leaving a former leader running.
-    """
-    settings = LeaseSettings(ha.namespace, ha.lease_name, ha.identity or default_identity(), ha.lease_duration,
-                             ha.renew_deadline, ha.retry_period)
-    async with coordination_api(kubeconfig=str(ha.kubeconfig) if ha.kubeconfig else None, context=ha.context,
-                                in_cluster=ha.in_cluster) as api:
-        try:
-            await while_leading(LeaseElector(api, settings), work, standby_listen=standby_listen)
-        except LeadershipLost:
-            raise SystemExit(EXIT_LEADERSHIP_LOST) from None
