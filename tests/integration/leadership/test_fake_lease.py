@@ -13,9 +13,9 @@ from tests.fixtures.k8s import KubeTarget
 from tests.integration.leadership.conftest import lease_name
 
 
-def lease(name: str, holder: str = "a", **spec: object) -> dict[str, Any]:
+def lease(name: str, spec: dict[str, object] | None = None, holder: str = "a") -> dict[str, Any]:
     return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
-            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, **spec}}
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, **(spec or {})}}
 
 
 def reason(error: ApiException) -> str:
@@ -30,7 +30,7 @@ async def test_create_read_and_a_second_create(coordination: Any, kube: KubeTarg
     read = await coordination.read_namespaced_lease(name, kube.namespace)
     assert read.metadata.resource_version == created.metadata.resource_version
     with pytest.raises(ApiException) as again:
-        await coordination.create_namespaced_lease(kube.namespace, lease(name, "b"))
+        await coordination.create_namespaced_lease(kube.namespace, lease(name, holder="b"))
     assert (again.value.status, reason(again.value)) == (409, "AlreadyExists")
     with pytest.raises(ApiException) as missing:
         await coordination.read_namespaced_lease(lease_name(), kube.namespace)
@@ -41,7 +41,7 @@ async def test_a_put_needs_the_current_resource_version(coordination: Any, kube:
     name = lease_name()
     created = await coordination.create_namespaced_lease(kube.namespace, lease(name))
     current = created.metadata.resource_version
-    unversioned = lease(name, "b")
+    unversioned = lease(name, holder="b")
     with pytest.raises(ApiException) as blind:
         await coordination.replace_namespaced_lease(name, kube.namespace, unversioned)
     assert (blind.value.status, reason(blind.value)) == (409, "Conflict")
@@ -51,7 +51,7 @@ async def test_a_put_needs_the_current_resource_version(coordination: Any, kube:
     assert renewed.metadata.resource_version != current
     with pytest.raises(ApiException) as stale:
         await coordination.replace_namespaced_lease(
-            name, kube.namespace, {**lease(name, "c"), "metadata": {"name": name, "resourceVersion": current}})
+            name, kube.namespace, {**lease(name, holder="c"), "metadata": {"name": name, "resourceVersion": current}})
     assert (stale.value.status, reason(stale.value)) == (409, "Conflict")
 
 
@@ -62,5 +62,5 @@ async def test_patch_and_invalid_specs(coordination: Any, kube: KubeTarget) -> N
     assert (patched.spec.holder_identity, patched.spec.lease_transitions) == ("a", 2)
     for field, value in (("leaseDurationSeconds", 0), ("leaseTransitions", -1)):
         with pytest.raises(ApiException) as invalid:
-            await coordination.create_namespaced_lease(kube.namespace, lease(lease_name(), **{field: value}))
+            await coordination.create_namespaced_lease(kube.namespace, lease(lease_name(), {field: value}))
         assert (invalid.value.status, reason(invalid.value)) == (422, "Invalid")
