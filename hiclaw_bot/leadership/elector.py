@@ -13,7 +13,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,13 +54,14 @@ def _now() -> str:
 class LeaseElector:
     """Acquire, renew and release one Lease for one identity.
 
-    ``api`` is a ``CoordinationV1Api``; ``clock`` a monotonic clock (seconds), injectable for tests.
+    ``api`` is a ``CoordinationV1Api``. Every duration is measured on this process's monotonic
+    clock; the times written into the Lease are only for people reading it.
     """
 
-    def __init__(self, api: Any, settings: LeaseSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, api: Any, settings: LeaseSettings) -> None:
         self.api = api
         self.settings = settings
-        self._clock = clock
+        self._clock = time.monotonic
         self._observed_version: str | None = None
         self._observed_at = 0.0
         self._renewed_at: float | None = None  # when the last successful write was sent

@@ -40,10 +40,11 @@ async def while_leading(elector: LeaseElector, work: Callable[[], Awaitable[None
     keeper = asyncio.ensure_future(elector.hold())
     try:
         await asyncio.wait({job, keeper}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError:  # a clean stop (SIGTERM): keep renewing until the work has wound down
         job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
         keeper.cancel()
-        await asyncio.gather(job, keeper, return_exceptions=True)
+        await asyncio.gather(keeper, return_exceptions=True)
         await elector.release()
         raise
     if job.done():
