@@ -123,20 +123,20 @@ class LeaseElector:
             lease = await self._read(timeout)
             if lease is None:
                 self.holder = None
-                await self._create(self._spec(None, sent_at), timeout)
+                await self._create(self._spec(None), timeout)
                 return self._won(sent_at, transitioned=True)
             spec = lease.get("spec") or {}
             version = lease["metadata"]["resourceVersion"]
-            if version != self._observed_version:
-                self._observed_version, self._observed_at = version, sent_at
+            if version != self._observed_version:  # counted from when the answer came: the later, the safer
+                self._observed_version, self._observed_at = version, self._clock()
             holder = spec.get("holderIdentity") or None
             self.holder = holder
             ours = holder == settings.identity
             duration = spec.get("leaseDurationSeconds") or settings.lease_duration
-            if holder is not None and not ours and sent_at < self._observed_at + duration:
+            if holder is not None and not ours and self._clock() < self._observed_at + duration:
                 return False  # held by another, and not yet expired on our clock
-            await self._replace({**lease, "spec": self._spec(spec if ours else {**spec, "acquireTime": None},
-                                                             sent_at)}, timeout)
+            await self._replace({**lease, "spec": self._spec(spec if ours else {**spec, "acquireTime": None})},
+                                timeout)
             return self._won(sent_at, transitioned=not ours)
         except ApiException as exc:
             if exc.status != 409:  # 409: another candidate wrote first; anything else: try again later
@@ -158,7 +158,7 @@ class LeaseElector:
         self.holder = self.settings.identity
         return True
 
-    def _spec(self, current: dict[str, Any] | None, sent_at: float) -> dict[str, Any]:
+    def _spec(self, current: dict[str, Any] | None) -> dict[str, Any]:
         settings = self.settings
         current = current or {}
         taking_over = current.get("holderIdentity") != settings.identity
