@@ -18,7 +18,8 @@ COPY hiclaw_bot ./hiclaw_bot
 COPY backends ./backends
 COPY storage ./storage
 RUN pip install ".[kubernetes]" \
-    && useradd --system --no-create-home --home-dir /data --uid 10001 --user-group hiclaw \
+    && groupadd --system --gid 10001 hiclaw \
+    && useradd --system --no-create-home --home-dir /data --uid 10001 --gid 10001 hiclaw \
     && mkdir -p /data /etc/hiclaw \
     && chown hiclaw:hiclaw /data
 
