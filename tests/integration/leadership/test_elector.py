@@ -51,7 +51,8 @@ async def test_a_standby_waits_for_the_lease_to_expire_on_its_own_clock(coordina
     await asyncio.gather(keeper, return_exceptions=True)
     await standby.acquire()
     waited = time.monotonic() - stopped
-    assert LEASE_DURATION - RETRY_PERIOD - 0.1 <= waited <= LEASE_DURATION + 3 * RETRY_PERIOD
+    # From its last renewal (a retry period and a request before the kill) plus lease_duration.
+    assert LEASE_DURATION - RETRY_PERIOD - 0.5 <= waited <= LEASE_DURATION + 1.5, waited
     spec = await read_spec(coordination, kube.namespace, name)
     assert (spec.holder_identity, spec.lease_transitions) == ("b", 1)
 
@@ -91,7 +92,7 @@ async def test_the_leader_stops_its_work_when_another_holds_the_lease(coordinati
         await asyncio.wait_for(running, 10)
     assert cancelled.is_set()
     assert not overruns
-    assert time.monotonic() - taken <= RETRY_PERIOD * 2 + 0.5
+    assert time.monotonic() - taken <= RENEW_DEADLINE  # at the next renewal, not at the deadline
 
 
 async def test_the_leader_gives_up_before_its_lease_can_expire(coordination: Any, kube: KubeTarget) -> None:
@@ -109,14 +110,16 @@ async def test_the_leader_gives_up_before_its_lease_can_expire(coordination: Any
     await asyncio.wait_for(started.wait(), 10)
     await asyncio.sleep(RETRY_PERIOD * 3)
     kube.fake.fail("PUT", f"/leases/{name}$", 500, times=10_000)  # the API keeps failing renewals
-    broken = time.monotonic()
+    broken, seen = time.monotonic(), len(kube.fake.requests)
     with pytest.raises(LeadershipLost, match="could not renew"):
         await asyncio.wait_for(running, 10)
     gave_up = time.monotonic() - broken
-    # The last renewal was sent at most one retry period before the outage; the leader must stop
-    # within renew_deadline of it, which is before lease_duration lets anyone else in.
-    assert RENEW_DEADLINE - RETRY_PERIOD * 1.5 <= gave_up < LEASE_DURATION - 0.1
+    # The leader keeps trying until renew_deadline after its last renewal (sent a retry period
+    # and a request or so before the outage), and stops before lease_duration lets anyone in.
+    assert RENEW_DEADLINE / 2 <= gave_up < LEASE_DURATION - 0.1, gave_up
     puts = [r for r in kube.fake.requests if r.method == "PUT" and r.path.endswith(f"/leases/{name}")]
+    refused = [r for r in kube.fake.requests[seen:] if r.method == "PUT" and r.path.endswith(f"/leases/{name}")]
+    assert len(refused) >= 2  # it retried within the deadline rather than giving up at the first refusal
     assert puts
     assert all(r.body["metadata"].get("resourceVersion") for r in puts)
 
@@ -148,7 +151,7 @@ async def test_work_that_outlives_the_lease_ends_the_process(coordination: Any, 
     finally:
         unhang.set()
     assert len(overruns) == 1
-    assert overruns[0] - taken <= RETRY_PERIOD * 2 + (LEASE_DURATION - RENEW_DEADLINE) + 0.5
+    assert overruns[0] - taken <= RETRY_PERIOD * 2 + (LEASE_DURATION - RENEW_DEADLINE) + 1.0
 
 
 async def test_a_stale_write_loses_to_the_fresh_one(coordination: Any, kube: KubeTarget) -> None:
