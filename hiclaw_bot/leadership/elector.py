@@ -118,7 +118,8 @@ class LeaseElector:
         """One attempt: read the Lease, and take or renew it if it is ours or has expired."""
         settings = self.settings
         sent_at = self._clock()
-        timeout = settings.retry_period if self._renewed_at is None else max(self._deadline() - sent_at, 0.001)
+        # A leader's budget is what is left before its deadline; a candidate's, a whole renew_deadline.
+        timeout = max(self._deadline() - sent_at, 0.001)
         try:
             lease = await self._read(timeout)
             if lease is None:
