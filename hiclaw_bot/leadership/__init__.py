@@ -10,7 +10,7 @@ so Kubernetes restarts it as a standby.
 Why not ``kubernetes.aio.leaderelection`` (kubernetes 37.0.1): its leader measures the renew
 deadline from the start of each round of attempts rather than from its last successful renewal,
 and its API calls have no timeout, so one hung request keeps an old leader acting after the
-Lease has expired for everyone else; its periods must be whole seconds of at least one; it
+Lease has expired for everyone else; its periods must be at least a second each (slow tests); it
 stamps local naive time with ``Z``; it logs a traceback for every lost race; and it never
 releases the Lease on a clean shutdown, so every rollout waits a full lease duration. The loop
 in :mod:`.elector` is small, uses the same ``CoordinationV1Api`` calls, and keeps the safety
@@ -19,7 +19,7 @@ argument checkable:
 * every write is a ``replace`` guarded by the ``resourceVersion`` just read (or a ``create``),
   so of two candidates racing for an expired Lease exactly one wins (the other gets 409);
 * a standby trusts no clock but its own: it takes over only when the Lease has not changed
-  (same ``resourceVersion``) for ``lease_duration`` since it first saw that version;
+  (same ``resourceVersion``) for ``lease_duration`` since it first received that version;
 * the leader counts ``renew_deadline`` from the moment it *sent* its last successful renewal,
   bounds every request by what is left of it, and gives up leadership when it runs out; as
   ``renew_deadline < lease_duration`` it stops acting before any standby may start;
