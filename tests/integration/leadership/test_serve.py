@@ -4,7 +4,9 @@ leader that loses the Lease ends the process with its own exit status."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,38 @@ def test_periods_that_break_the_safety_argument_are_refused(periods: dict[str, s
     with pytest.raises(ConfigError) as refused:
         parse_config(BASE, environ={f"HICLAW_HA__{key.upper()}": value for key, value in periods.items()})
     assert refused.value.issues[0].path == "ha"
+
+
+async def test_hiclaw_bot_run_waits_as_a_standby_and_stops_on_sigterm(coordination: Any, kube: KubeTarget,
+                                                                      tmp_path: Path) -> None:
+    """The real command in a real process: it waits without touching the data dir, answers the
+    probes, and SIGTERM ends it cleanly."""
+    lease, port = lease_name(), free_port()
+    (tmp_path / "config.yaml").write_text(BASE + f'api: {{listen: "127.0.0.1:{port}"}}\n'
+                                          + ha_yaml(kube, lease, "standby"))
+    holder = elector(coordination, kube.namespace, lease, "leader")
+    await holder.acquire()
+    keeper = asyncio.ensure_future(holder.hold())
+    command = Path(sys.executable).with_name("hiclaw-bot")
+    process = await asyncio.create_subprocess_exec(str(command), "run", "--config", str(tmp_path / "config.yaml"),
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        for _ in range(200):
+            try:
+                assert await get(f"http://127.0.0.1:{port}/healthz") == 200
+                break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        assert await get(f"http://127.0.0.1:{port}/readyz") == 503
+        assert not (tmp_path / "data").exists()
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, output.decode()[-2000:]
+        assert b"Traceback" not in output
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+    assert not (tmp_path / "data").exists()
