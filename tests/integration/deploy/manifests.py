@@ -49,8 +49,8 @@ class Access:
 def access_of(method: str, path: str, query: Mapping[str, list[str]]) -> Access:
     """The (group, resource, verb) the apiserver authorizes for a request, as its docs define it.
 
-    Exec is a websocket upgrade sent as GET; since Kubernetes 1.31 it is authorized as ``create``
-    on ``pods/exec`` (as a POST always was), so that is what it maps to here.
+    Exec is a websocket upgrade sent as GET; current clusters authorize it as ``create`` on
+    ``pods/exec`` (as a POST always was), so that is what it maps to here.
     """
     match = _PATH.match(path)
     assert match is not None, f"not a namespaced resource path: {path}"

@@ -22,7 +22,7 @@ from tests.integration.deploy.manifests import MANIFESTS, ROOT, access_of, allow
 TARGETS = ("1.30.0", "1.37.0")  # the oldest and newest minor the manifests are written for
 NAMESPACE = "hiclaw"
 # Granted without being exercised here, each for a stated reason (role.yaml says the same).
-UNEXERCISED = {("", "pods/exec", "get")}  # exec before Kubernetes 1.31 was authorized as "get"
+UNEXERCISED = {("", "pods/exec", "get")}  # how older clusters authorize the exec websocket
 
 
 @pytest.mark.parametrize("version", TARGETS)
