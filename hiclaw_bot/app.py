@@ -96,7 +96,20 @@ async def running(config: Config) -> AsyncIterator[App]:
 
 
 async def serve(config: Config) -> None:
-    """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
+    """Run until cancelled (SIGINT/SIGTERM in the CLI); with ``ha`` on, only while holding the Lease.
+
+    The store is opened only after the Lease is ours; losing it raises ``LeadershipLost``.
+    """
+    if config.ha.enabled:
+        from hiclaw_bot.leadership.leading import serve_while_leading  # needs the kubernetes extra
+
+        await serve_while_leading(config.ha, lambda: _serve(config),
+                                  standby_listen=config.api.listen if config.api.enabled else None)
+        return
+    await _serve(config)
+
+
+async def _serve(config: Config) -> None:
     async with running(config) as app:
         log.info("hiclaw-bot is up as %s", app.bot.user_id)
         await asyncio.Event().wait()

@@ -21,6 +21,7 @@ from rich.table import Table
 from hiclaw_bot import console as views
 from hiclaw_bot.app import running, serve
 from hiclaw_bot.config import Config, ConfigError, load_config
+from hiclaw_bot.leadership import EXIT_LEADERSHIP_LOST, LeadershipLost
 from storage import Store
 
 console = Console()
@@ -152,7 +153,11 @@ def run(config_path: Path) -> None:
     """Run the bot with CONFIG_PATH until interrupted."""
     config = _load(config_path)
     _logging(config.log_level)
-    _until_interrupted(serve(config))
+    try:
+        _until_interrupted(serve(config))
+    except LeadershipLost as exc:  # another replica leads now: exit, to be restarted as a standby
+        errors.print(f"[red]stopped[/red]: {exc}", markup=True, highlight=False)
+        sys.exit(EXIT_LEADERSHIP_LOST)
 
 
 @main.command()

@@ -247,6 +247,30 @@ class EngineConfig(_Model):
     max_concurrent_ops: int = Field(default=32, ge=1)
 
 
+class HaConfig(_Model):
+    """Leader election on a Kubernetes Lease (``hiclaw_bot.leadership``): one replica acts, others wait."""
+
+    enabled: bool = False
+    namespace: str = "hiclaw"
+    lease_name: str = Field(default="hiclaw-bot", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    identity: str | None = None
+    """Unset: ``POD_NAME`` (from the downward API), else host name and process id."""
+    lease_duration: Duration = 15.0
+    renew_deadline: Duration = 10.0
+    retry_period: Duration = 2.0
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
+
+    @model_validator(mode="after")
+    def _periods_nest(self) -> HaConfig:
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("need 0 < retry_period < renew_deadline < lease_duration")
+        if self.lease_duration < 1:
+            raise ValueError("lease_duration is written in whole seconds: at least 1s")
+        return self
+
+
 class Config(_Model):
     data_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -259,6 +283,7 @@ class Config(_Model):
     api: ApiConfig = ApiConfig()
     mail: MailConfig = MailConfig()
     engine: EngineConfig = EngineConfig()
+    ha: HaConfig = HaConfig()
 
     @property
     def database_path(self) -> Path:

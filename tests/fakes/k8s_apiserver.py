@@ -3,7 +3,8 @@
 No kube-apiserver can run on these machines (no binary in any reachable package index, no
 registry for kind/k3s images), so the Kubernetes backend is tested against this fake. It serves
 exactly the endpoints the backend uses: Deployments (with ``/scale``), Pods (with ``/log`` and
-``/exec`` over the ``v4``/``v5.channel.k8s.io`` websocket protocols) and Secrets, with a bearer
+``/exec`` over the ``v4``/``v5.channel.k8s.io`` websocket protocols) and Secrets, plus the
+``coordination.k8s.io/v1`` Leases of the bot's leader election, with a bearer
 token, ``Status`` error bodies (themselves checked against the official schema) and the API
 machinery of :mod:`tests.fakes.k8s_store`. Anything else answers 404/405, so a backend that
 starts depending on an unmodelled endpoint fails loudly instead of passing against a guess.
@@ -143,7 +144,9 @@ class FakeKubeApiServer:
     def _routes(self, app: web.Application) -> None:
         apps = "/apis/apps/v1/namespaces/{ns}/deployments"
         core = "/api/v1/namespaces/{ns}"
-        for kind, base in (("Deployment", apps), ("Secret", f"{core}/secrets"), ("Pod", f"{core}/pods")):
+        leases = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+        for kind, base in (("Deployment", apps), ("Secret", f"{core}/secrets"), ("Pod", f"{core}/pods"),
+                           ("Lease", leases)):
             app.router.add_get(base, self._list(kind))
             app.router.add_get(base + "/{name}", self._get(kind))
             app.router.add_delete(base + "/{name}", self._delete(kind))

@@ -45,7 +45,10 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "Deployment": ("apps", "deployments", "apps/v1"),
     "Pod": ("", "pods", "v1"),
     "Secret": ("", "secrets", "v1"),
+    "Lease": ("coordination.k8s.io", "leases", "coordination.k8s.io/v1"),
 }
+# Kinds whose PUT must carry a resourceVersion (their strategy refuses unconditional updates).
+CONDITIONAL_UPDATES = {"Lease"}
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -156,6 +159,10 @@ class Store:
         current = self.get(kind, namespace, name)
         if obj.get("metadata", {}).get("name") != name:
             raise ApiError(400, "BadRequest", "the name of the object does not match the name in the URL")
+        if kind in CONDITIONAL_UPDATES and not obj["metadata"].get("resourceVersion"):
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource_name(kind)} "{name}": '
+                                            "metadata.resourceVersion: Invalid value: 0x0: must be specified for "
+                                            "an update", kind=kind, name=name)
         return self._update(kind, namespace, current, copy.deepcopy(obj))
 
     def patch(self, kind: str, namespace: str, name: str, content_type: str, patch: Any) -> Obj:
@@ -286,6 +293,8 @@ def validate_object(kind: str, obj: Obj) -> None:
         _check_deployment(name, obj["spec"])
     elif kind == "Pod":
         _check_pod_spec("Pod", name, "spec", obj["spec"])
+    elif kind == "Lease":
+        _check_lease(name, obj.get("spec") or {})
     elif kind == "Secret":
         for key, value in (obj.get("data") or {}).items():
             if not _SECRET_KEY.fullmatch(key):
@@ -326,6 +335,16 @@ def _check_deployment(name: str, spec: Obj) -> None:
         raise _invalid("Deployment", name, "spec.template.spec.restartPolicy", 'Unsupported value: only "Always"',
                        "FieldValueNotSupported")
     _check_pod_spec("Deployment", name, "spec.template.spec", pod_spec)
+
+
+def _check_lease(name: str, spec: Obj) -> None:
+    """``ValidateLeaseSpec``: a positive duration, non-negative transitions."""
+    duration = spec.get("leaseDurationSeconds")
+    if duration is not None and duration <= 0:
+        raise _invalid("Lease", name, "spec.leaseDurationSeconds", "must be greater than 0")
+    transitions = spec.get("leaseTransitions")
+    if transitions is not None and transitions < 0:
+        raise _invalid("Lease", name, "spec.leaseTransitions", "must be greater than or equal to 0")
 
 
 def _check_pod_spec(kind: str, name: str, field: str, spec: Obj) -> None:
