@@ -208,7 +208,16 @@ class ProgressHub:
         self._pump = asyncio.create_task(self._forward(subscribed), name="progress-hub")
         await subscribed.wait()
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 3.0) -> None:
+        """Stop reporting; a reporter whose result is already out may finish its last edit first.
+
+        That edit waits for its turn under the edit rate limit, so stopping right after a result
+        (a restart, a test's end) would otherwise leave the progress message one step behind.
+        """
+        finishing = [task for op_id, task in self._tasks.items()
+                     if (reporter := self._reporters.get(op_id)) is not None and reporter.finishing]
+        if finishing:
+            await asyncio.wait(finishing, timeout=grace)
         tasks = [t for t in (self._pump, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
