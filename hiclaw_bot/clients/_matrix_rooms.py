@@ -73,10 +73,12 @@ class RoomsAPI(MatrixBase):
 
     async def ensure_room(self, alias_localpart: str, *, name: str, topic: str | None = None,
                           invite: Collection[UserId] = (), power_users: Mapping[UserId, int] | None = None,
-                          meta: Mapping[str, Any] | None = None, preset: str = "private_chat") -> EnsuredRoom:
+                          meta: Mapping[str, Any] | None = None, preset: str = "private_chat",
+                          keep_others: bool = False) -> EnsuredRoom:
         """The room behind ``#alias_localpart``: created, or adopted, then reconciled.
 
-        ``invite`` is the desired membership besides us: others are kicked (never us or the creators).
+        ``invite`` is the desired membership besides us: others are kicked (never us or the creators),
+        unless ``keep_others`` is set, for rooms where people we do not manage may also be members.
         ``power_users`` is merged into the room's power levels. ``meta`` is the content of the
         :data:`ROOM_META` state event.
         """
@@ -96,7 +98,7 @@ class RoomsAPI(MatrixBase):
                 raise
             room_id, created = await self._adopt(alias), False
         await self._reconcile(room_id, me, name=name, topic=topic, invite=set(invite),
-                              power_users=dict(power_users or {}), meta=meta)
+                              power_users=dict(power_users or {}), meta=meta, keep_others=keep_others)
         return EnsuredRoom(room_id, alias, created)
 
     async def resolve_alias(self, alias: RoomAlias) -> RoomId:
@@ -160,6 +162,28 @@ class RoomsAPI(MatrixBase):
         await self._put_state_if_changed(room_id, "m.room.name", {"name": name},
                                          await self.state(room_id, "m.room.name"))
 
+    async def merge_power_levels(self, room_id: RoomId, users: Mapping[UserId, int | None]) -> bool:
+        """Set (or, for None, drop) the ``users`` entries given; every other entry stays as it is.
+
+        Returns whether anything was written. Creators with unlimited power (MSC4289) are left out.
+        """
+        current = await self.state(room_id, "m.room.power_levels") or {}
+        if users and any(level is not None for level in users.values()):
+            create = await self.state(room_id, "m.room.create") or {}
+            if _creators_privileged(str(create.get("room_version", "1"))):
+                creators = {await self.me(), *map(UserId, create.get("additional_creators", []))}
+                users = {user: level for user, level in users.items() if user not in creators}
+        merged = dict(current.get("users", {}))
+        for user, level in users.items():
+            if level is None:
+                merged.pop(user, None)
+            else:
+                merged[user] = level
+        if merged == dict(current.get("users", {})):
+            return False
+        await self._put_state_if_changed(room_id, "m.room.power_levels", {**current, "users": merged}, current)
+        return True
+
     async def state(self, room_id: RoomId, event_type: str, state_key: str = "") -> JsonDict | None:
         """The content of one state event, or None if the room has none."""
         path = f"{CLIENT_V3}/rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}"
@@ -186,7 +210,8 @@ class RoomsAPI(MatrixBase):
         return room_id
 
     async def _reconcile(self, room_id: RoomId, me: UserId, *, name: str, topic: str | None, invite: set[UserId],
-                         power_users: dict[UserId, int], meta: Mapping[str, Any] | None) -> None:
+                         power_users: dict[UserId, int], meta: Mapping[str, Any] | None,
+                         keep_others: bool = False) -> None:
         events = await self._http.request_list("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/state",
                                                token=self._auth(None))
         room = _RoomState.parse(events)
@@ -207,6 +232,6 @@ class RoomsAPI(MatrixBase):
         for user in sorted(invite - present - {me}):
             await self._http.request("POST", f"{CLIENT_V3}/rooms/{q(room_id)}/invite", token=self._auth(None),
                                      body={"user_id": user})
-        for user in sorted(present - invite - {me} - room.creators):
+        for user in sorted(() if keep_others else present - invite - {me} - room.creators):
             await self._http.request("POST", f"{CLIENT_V3}/rooms/{q(room_id)}/kick", token=self._auth(None),
                                      body={"user_id": user})

@@ -54,3 +54,17 @@ def worker_prefix(worker: str) -> str:
 
 def container(worker: str) -> str:
     return f"hiclaw-worker-{worker}"
+
+
+def team_room_alias(team: str) -> str:
+    """The alias localpart of a team's room."""
+    return f"hiclaw-team-{team}"
+
+
+def team_leader_dm_alias(team: str) -> str:
+    """The alias localpart of the room where the admins talk to a team's leader."""
+    return f"hiclaw-team-{team}-leader"
+
+
+def team_prefix(team: str) -> str:
+    return f"teams/{team}/"
