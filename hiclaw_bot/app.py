@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from hiclaw_bot.chat import Bot, default_registry
 from hiclaw_bot.chat.matrix import login, new_client
+from hiclaw_bot.chat.teams import register_team_commands
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
 from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.team import register_team_flows
 from hiclaw_bot.flows.worker import register_worker_flows
 from storage import Store
 
@@ -58,8 +60,10 @@ async def running(config: Config) -> AsyncIterator[App]:
         token = await bot_token(config, store)
         async with open_services(config, store, bot_token=token) as services:
             register_worker_flows(engine, services)
+            register_team_flows(engine, services)
             registry = default_registry()
             register_worker_commands(registry, services)
+            register_team_commands(registry, config)
             bot = Bot(config, store, engine, registry=registry)
             resumed = await engine.start()
             if resumed:

@@ -18,8 +18,9 @@ the history stays), then either deletes the workers through child ``worker.delet
 plain worker. The shared folder ``teams/<name>/`` is **kept**: it holds the team's work, and a
 team created again under the same name finds it.
 
-``team.add`` and ``team.remove`` move one existing worker in or out, then refresh the team room,
-the power levels and the leader's config, which are all computed from the store when they run.
+``team.add`` and ``team.remove`` move one worker in or out (``team.add`` may also create it, for
+``!worker create NAME --team TEAM``), then refresh the team room, the power levels and the leader's
+config, which are all computed from the store when they run.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def create_steps(services: Services, engine: Engine, op: Operation) -> Sequence[
     members = members_of(op)
     if leader in members or len(set(members)) != len(members):
         raise ValueError("the leader and the members must be distinct workers")
-    workers = [CreateMember(services, engine, team, w, leader=leader, params=params, after=("register",))
-               for w in [leader, *members]]
+    template = {key: params[key] for key in ("model", "image", "command") if params.get(key)}
+    adopt = set(params.get("adopt", []))
+    workers = [CreateMember(services, engine, team, w, leader=leader, template=template, adopt=w in adopt,
+                            after=("register",)) for w in [leader, *members]]
     everyone = tuple(step.name for step in workers)
     return [
         Register(services, team, params),
@@ -89,10 +92,15 @@ def create_steps(services: Services, engine: Engine, op: Operation) -> Sequence[
     ]
 
 
-def add_steps(services: Services, op: Operation) -> Sequence[Step]:
-    team, worker = team_of(op), names.check_name("worker", str(op.params["worker"]))
-    return [Attach(services, team, worker), TeamRoom(services, team, dm=False), Power(services, team),
-            LeaderConfig(services, team)]
+def add_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Step]:
+    """An existing worker joins; or, with ``create`` (the params of a ``worker.create``), a new one
+    is made in the team (``!worker create NAME --team TEAM``)."""
+    team, worker, params = team_of(op), names.check_name("worker", str(op.params["worker"])), op.params
+    joining: Step = Attach(services, team, worker)
+    if params.get("create") is not None:
+        leader = names.check_name("worker", str(params["leader"]))
+        joining = CreateMember(services, engine, team, worker, leader=leader, template=params["create"], adopt=False)
+    return [joining, TeamRoom(services, team, dm=False), Power(services, team), LeaderConfig(services, team)]
 
 
 def remove_steps(services: Services, op: Operation) -> Sequence[Step]:
@@ -126,6 +134,6 @@ def register_team_flows(engine: Engine, services: Services) -> None:
     """Teach the engine the team operations, bound to ``services`` (and to the engine itself, which
     runs the member workers' operations)."""
     engine.register(CREATE, partial(create_steps, services, engine))
-    engine.register(ADD, partial(add_steps, services))
+    engine.register(ADD, partial(add_steps, services, engine))
     engine.register(REMOVE, partial(remove_steps, services))
     engine.register(DELETE, partial(delete_steps, services, engine), supersedes_failed=True)

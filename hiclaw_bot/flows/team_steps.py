@@ -105,19 +105,21 @@ async def run_child(engine: Engine, parent: Operation, kind: str, worker: str, p
 
 
 class CreateMember(TeamStep):
-    """A member (or the leader) of a new team: created by a child ``worker.create``, or adopted.
+    """A member (or the leader) of a team: created by a child ``worker.create``, or adopted.
 
     An existing worker is adopted only when the command said so (``--adopt``), and never one that
     is in another team. Either way the worker ends attached: in the team, its room open to the leader.
+    ``template`` holds the new worker's settings (model, image, skills…); the team fields are added.
     """
 
     def __init__(self, services: Services, engine: Engine, team: str, worker: str, *, leader: str,
-                 params: Mapping[str, Any], after: Sequence[str] | None = None) -> None:
+                 template: Mapping[str, Any], adopt: bool, after: Sequence[str] | None = None) -> None:
         super().__init__(services, team, after=after)
         self.engine = engine
         self.worker = worker
         self.leader = leader
-        self.params = params
+        self.template = template
+        self.adopt = adopt
         self.name = "leader" if worker == leader else f"member_{worker}"
 
     @property
@@ -131,27 +133,23 @@ class CreateMember(TeamStep):
         if row is not None and not created:
             if row.team not in (None, self.team):
                 raise PermanentError(f"worker {self.worker} is in team {row.team}")
-            if row.team is None and self.worker not in self.params.get("adopt", []):
+            if row.team is None and not self.adopt:
                 raise PermanentError(f"worker {self.worker} already exists; adopt it with --adopt")
         else:
-            child = {"name": self.worker, "model": self.params["model"], "image": self.params["image"],
-                     "team": self.team, "role": self.role, "skills": list(self.params.get("skills", [])),
-                     "mcp": [], "env": dict(self.params.get("env", {}))}
+            child = {"skills": [], "mcp": [], "env": {}, **self.template, "name": self.worker, "team": self.team,
+                     "role": self.role}
             if self.worker != self.leader:
                 child["leader"] = self.leader
-            if self.params.get("command"):
-                child["command"] = list(self.params["command"])
             await run_child(self.engine, ctx.op, worker_flows.CREATE, self.worker, child)
         room_id = await attach(self.services, ctx, self.worker, team=self.team, leader=self.leader)
-        adopted = not created and self.worker in self.params.get("adopt", [])
-        return Done({"worker": self.worker, "room_id": room_id, "adopted": adopted})
+        return Done({"worker": self.worker, "room_id": room_id, "adopted": not created and self.adopt})
 
     async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
         """An aborted create: a worker made for the team is deleted, an adopted one only detached."""
         row = await ctx.store.workers.get(self.worker)
         if row is not None and row.team not in (None, self.team):
             return
-        if output.get("adopted", self.worker in self.params.get("adopt", [])):
+        if output.get("adopted", self.adopt):
             await detach(self.services, ctx, self.worker, leader=self.leader)
         elif row is not None or await ctx.store.ops.holder(worker_flows.subject(self.worker)) is not None:
             params = {**(row.spec if row else {}), "name": self.worker}
