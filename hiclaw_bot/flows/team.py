@@ -2,15 +2,17 @@
 
 ``team.create``::
 
-    register ─┬► leader ──────┬► team_room ─┬► power ─► leader_config ─► record
-              ├► member_<a> ──┤  leader_dm ─┘
-              ├► member_<b> ──┘
+    register ─┬► leader ──────┬──────────────────► join ─► leader_config ─► record
+              ├► member_<a> ──┤                    ▲
+              ├► member_<b> ──┘                    │
+              ├► team_room ─┬► power ──────────────┘
+              ├► leader_dm ─┘
               └► shared
 
 The leader and every member are child ``worker.create`` operations started side by side (each holds
 its own worker and its own engine slot), so a team of six costs about one worker's creation, not six.
-A member's worker room invites the leader's account by name before that account exists, which the
-homeserver allows. The rooms wait for every member, so their membership is complete when written.
+The rooms are made meanwhile, inviting the workers by name before their accounts exist (the
+homeserver allows it); each worker joins with its own token once every member is done.
 
 ``team.delete`` releases the two rooms (renamed "[deleted] …", workers kicked, aliases removed;
 the history stays), then either deletes the workers through child ``worker.delete`` operations
@@ -39,6 +41,7 @@ from hiclaw_bot.flows.team_steps import (
     DeleteMember,
     Detach,
     Forget,
+    Join,
     LeaderConfig,
     LeaveTeamRoom,
     Power,
@@ -84,9 +87,10 @@ def create_steps(services: Services, engine: Engine, op: Operation) -> Sequence[
         Register(services, team, params),
         *workers,
         SharedFolder(services, team, after=("register",)),
-        TeamRoom(services, team, dm=False, after=everyone),
-        TeamRoom(services, team, dm=True, after=everyone),
+        TeamRoom(services, team, dm=False, after=("register",)),
+        TeamRoom(services, team, dm=True, after=("register",)),
         Power(services, team, after=("team_room", "leader_dm")),
+        Join(services, team, after=(*everyone, "power")),
         LeaderConfig(services, team),
         SetState(services, team, ACTIVE, "record"),
     ]
@@ -100,7 +104,8 @@ def add_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Ste
     if params.get("create") is not None:
         leader = names.check_name("worker", str(params["leader"]))
         joining = CreateMember(services, engine, team, worker, leader=leader, template=params["create"], adopt=False)
-    return [joining, TeamRoom(services, team, dm=False), Power(services, team), LeaderConfig(services, team)]
+    return [joining, TeamRoom(services, team, dm=False), Power(services, team), Join(services, team),
+            LeaderConfig(services, team)]
 
 
 def remove_steps(services: Services, op: Operation) -> Sequence[Step]:

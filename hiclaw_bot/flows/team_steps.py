@@ -306,7 +306,6 @@ class TeamRoom(TeamStep):
                 else f"Team {self.team}: its leader and workers",
                 meta={"schemaVersion": 1, "roomKind": LEADER_DM_KIND if self.dm else TEAM_ROOM_KIND,
                       "teamName": self.team, "createdBy": "hiclaw-bot"})
-            await join_all(self.services, ctx, room.room_id, workers)
         if self.dm:
             await ctx.store.teams.update(self.team, leader_dm_room_id=room.room_id)
         else:
@@ -318,17 +317,33 @@ class TeamRoom(TeamStep):
 
 
 async def member_names(ctx: StepContext, team: str, leader: str) -> list[str]:
-    return [w.name for w in await ctx.store.workers.all(team=team) if w.name != leader]
+    """The team's members but its leader: those in the store, and those the operation is making
+    (named in its params), so the rooms can be made while the members are."""
+    named = [str(w) for w in [*ctx.params.get("workers", []), *([ctx.params["worker"]] if "worker" in ctx.params
+                                                                   else [])]]
+    return sorted(({w.name for w in await ctx.store.workers.all(team=team)} | set(named)) - {leader})
 
 
-async def join_all(services: Services, ctx: StepContext, room_id: RoomId, workers: Sequence[str]) -> None:
-    """Each worker joins with its own token (a runtime that does not auto-join still ends up inside)."""
-    async def join(worker: str) -> None:
-        token = await ctx.store.secrets.get(worker_flows.subject(worker), ACCESS_TOKEN)
-        if token is not None:
-            await services.matrix.join(room_id, token=token.reveal())
+class Join(TeamStep):
+    """Every worker joins the team room, and the leader its DM, with its own token (a runtime that
+    does not auto-join still ends up inside); joining twice is a no-op."""
 
-    await asyncio.gather(*(join(w) for w in workers))
+    name = "join"
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        team = await self.row(ctx)
+        matrix = self.services.matrix
+
+        async def join(worker: str, room_id: str | None) -> None:
+            token = await ctx.store.secrets.get(worker_flows.subject(worker), ACCESS_TOKEN)
+            if token is not None and room_id is not None:
+                await matrix.join(RoomId(room_id), token=token.reveal())
+
+        members = await member_names(ctx, self.team, team.leader)
+        async with ctx.external("matrix"):
+            await asyncio.gather(join(team.leader, team.leader_dm_room_id),
+                                 *(join(w, team.room_id) for w in [team.leader, *members]))
+        return Done({"joined": [team.leader, *members]})
 
 
 async def release_team_room(services: Services, ctx: StepContext, team: str, localpart: str, title: str) -> None:
