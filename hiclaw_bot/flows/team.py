@@ -33,16 +33,12 @@ from functools import partial
 from hiclaw_bot.engine import Engine, Step
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.team_members import Attach, CreateMember, DeleteMember, Detach, LeaderConfig
 from hiclaw_bot.flows.team_steps import (
     ACTIVE,
     DELETING,
-    Attach,
-    CreateMember,
-    DeleteMember,
-    Detach,
     Forget,
     Join,
-    LeaderConfig,
     LeaveTeamRoom,
     Power,
     Register,

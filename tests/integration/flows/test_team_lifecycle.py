@@ -133,13 +133,25 @@ async def test_a_team_lives_and_leaves_only_what_it_keeps(stack: Stack) -> None:
     assert extra in running
 
 
-async def test_an_existing_worker_is_not_adopted_unless_asked(stack: Stack) -> None:
+async def test_an_existing_worker_is_not_adopted_unless_asked_and_an_abort_undoes_the_rest(stack: Stack) -> None:
     teams.register_team_flows(stack.engine, stack.services)
-    team, leader = unique("blue"), unique("lead")
-    await stack.store.workers.insert(leader, backend="process", state="Running", desired_state="Running",
+    team, leader, member = unique("blue"), unique("lead"), unique("old")
+    await stack.store.workers.insert(member, backend="process", state="Running", desired_state="Running",
                                      model="qwen-max", image="x", spec={})
-    sub = await stack.engine.submit(teams.CREATE, teams.subject(team), {"name": team, "leader": leader, **PARAMS})
+    sub = await stack.engine.submit(teams.CREATE, teams.subject(team),
+                                    {"name": team, "leader": leader, "workers": [member], **PARAMS})
     op = await stack.engine.wait(sub.op.op_id)
-    assert (op.state, op.failed_step) == ("failed", "leader")
+    assert (op.state, op.failed_step) == ("failed", f"member_{member}")
     assert "--adopt" in (op.error or "")
+    assert (await stack.store.workers.get(member)).team is None  # type: ignore[union-attr]
+
+    await stack.engine.abort(op.op_id)
+    op = await stack.engine.wait(op.op_id)
+    assert op.state == "compensated", op.error
+    assert await stack.store.workers.get(leader) is None, "the leader made for the team is deleted"
+    assert await stack.store.workers.get(member) is not None, "the worker it did not adopt is left alone"
+    assert await stack.store.teams.get(team) is None
     assert await stack.services.backend.list() == []
+    for localpart in (names.team_room_alias(team), names.team_leader_dm_alias(team)):
+        with pytest.raises(NotFoundError):
+            await stack.services.matrix.resolve_alias(alias(stack, localpart))
