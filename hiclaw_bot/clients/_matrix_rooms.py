@@ -216,9 +216,10 @@ class RoomsAPI(MatrixBase):
                                                token=self._auth(None))
         room = _RoomState.parse(events)
         await self._put_state_if_changed(room_id, "m.room.name", {"name": name}, room.contents.get("m.room.name"))
-        if topic is not None:
-            await self._put_state_if_changed(room_id, "m.room.topic", {"topic": topic},
-                                             room.contents.get("m.room.topic"))
+        current_topic = room.contents.get("m.room.topic")
+        # Servers add the rich form (``m.topic``, MSC3765) to the topic createRoom set: compare the text.
+        if topic is not None and (current_topic or {}).get("topic") != topic:
+            await self._put_state_if_changed(room_id, "m.room.topic", {"topic": topic}, current_topic)
         if meta is not None:
             await self._put_state_if_changed(room_id, ROOM_META, meta, room.contents.get(ROOM_META))
         if room.creators_privileged:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import quote
+
+import aiohttp
 
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.types import UserId
@@ -40,3 +43,14 @@ async def test_keep_others_leaves_members_we_did_not_invite(synapse: SynapseEnv,
     assert await admin.membership(room.room_id, guest.user_id) == "join"
     await admin.ensure_room(localpart, name="Team", invite=[])
     assert await admin.membership(room.room_id, guest.user_id) == "leave"
+
+
+async def test_a_new_room_gets_its_topic_once(synapse: SynapseEnv, admin: MatrixAdmin) -> None:
+    """The server enriches the topic createRoom set (``m.topic``); that is not a reason to write it again."""
+    room = await admin.ensure_room(unique("hiclaw-team"), name="Team", topic="what the team is for")
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{synapse.url}/_matrix/client/v3/rooms/{quote(room.room_id)}/messages",
+            params={"dir": "f", "limit": "100"},
+            headers={"Authorization": f"Bearer {synapse.admin_token}"}) as response:
+        events = (await response.json())["chunk"]
+    assert [e["content"].get("topic") for e in events if e["type"] == "m.room.topic"] == ["what the team is for"]
