@@ -135,7 +135,7 @@ class DeleteMember(TeamStep):
         super().__init__(services, team, after=after)
         self.engine = engine
         self.worker = worker
-        self.name = "delete_leader" if leader else f"delete_{worker}"
+        self.name = "delete_leader" if leader else f"delete_member_{worker}"
 
     async def do(self, ctx: StepContext) -> Outcome:
         row = await ctx.store.workers.get(self.worker)
@@ -263,7 +263,7 @@ class Detach(TeamStep):
         super().__init__(services, team, after=after)
         self.worker = worker
         self.leader = leader
-        self.name = "detach_leader" if worker == leader else f"detach_{worker}"
+        self.name = "detach_leader" if worker == leader else f"detach_member_{worker}"
 
     async def do(self, ctx: StepContext) -> Outcome:
         await detach(self.services, ctx, self.worker, leader=self.leader)
