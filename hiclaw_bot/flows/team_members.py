@@ -45,6 +45,9 @@ async def run_child(engine: Engine, parent: Operation, kind: str, worker: str, p
                                              room_id=parent.room_id)).op.op_id
             except SubjectBusy:
                 continue  # taken between our read and our insert: look at the new holder
+        elif kind == worker_flows.DELETE and holder.state == "running":
+            await engine.wait(holder.op_id)  # an aborted team's member still being made: let it finish first
+            continue
         elif holder.state == "failed" and kind == worker_flows.DELETE:
             try:  # a delete takes the place of whatever failed on the worker (supersedes_failed)
                 op_id = (await engine.submit(kind, subject, params, actor=parent.actor,

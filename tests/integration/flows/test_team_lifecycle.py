@@ -87,6 +87,12 @@ async def test_a_team_lives_and_leaves_only_what_it_keeps(stack: Stack) -> None:
     for folder in ("tasks", "projects", "knowledge"):
         assert (stack.objects_dir / f"teams/{team}/shared/{folder}/.keep").exists()
 
+    # Updating the leader on its own rewrites its files, and keeps its team in them.
+    await run(stack, workers.UPDATE, workers.subject(leader),
+              {**leader_row.spec, "model": "qwen-plus", "image": leader_row.image, "name": leader})
+    assert member_row.room_id in (stack.objects_dir / f"agents/{leader}/AGENTS.md").read_text()
+    assert "qwen-plus" in json.dumps(openclaw(stack, leader))
+
     # Someone else's power level survives every merge of ours.
     stranger = UserId(f"@someone-else:{stack.config.matrix.server_name}")
     await matrix.merge_power_levels(room_id, {stranger: 50})
