@@ -33,34 +33,27 @@ async def run_child(engine: Engine, parent: Operation, kind: str, worker: str, p
     """Run ``kind`` on ``worker`` as an operation of its own, or join the one already holding it.
 
     A holder of the same kind is this team operation's child from before a crash: a running one is
-    waited for, a failed one resumed at its failed step. Anything else holding the worker is a
-    conflict the person must settle.
+    waited for, a failed one resumed at its failed step. A delete waits for a create still running
+    (an aborted team's member) and takes the place of anything failed; anything else holding the
+    worker is a conflict the person must settle.
     """
     subject = worker_flows.subject(worker)
     while True:
         holder = await engine.store.ops.holder(subject)
-        if holder is None:
-            try:
-                op_id = (await engine.submit(kind, subject, params, actor=parent.actor,
-                                             room_id=parent.room_id)).op.op_id
-            except SubjectBusy:
-                continue  # taken between our read and our insert: look at the new holder
-        elif kind == worker_flows.DELETE and holder.state == "running":
+        if holder is not None and holder.kind == kind:
+            op_id = (await engine.retry(holder.op_id)).op_id if holder.state == "failed" else holder.op_id
+        elif holder is not None and kind == worker_flows.DELETE and holder.state == "running":
             await engine.wait(holder.op_id)  # an aborted team's member still being made: let it finish first
             continue
-        elif holder.state == "failed" and kind == worker_flows.DELETE:
+        elif holder is None or (kind == worker_flows.DELETE and holder.state == "failed"):
             try:  # a delete takes the place of whatever failed on the worker (supersedes_failed)
                 op_id = (await engine.submit(kind, subject, params, actor=parent.actor,
                                              room_id=parent.room_id)).op.op_id
             except SubjectBusy:
-                continue
-        elif holder.kind != kind:
+                continue  # taken between our read and our insert: look at the new holder
+        else:
             raise PermanentError(f"worker {worker} is busy with operation {holder.op_id} ({holder.kind}, "
                                  f"{holder.state}); settle it first (`!op show {holder.op_id}`)")
-        elif holder.state == "failed":
-            op_id = (await engine.retry(holder.op_id)).op_id
-        else:
-            op_id = holder.op_id
         op = await engine.wait(op_id)
         if op.state == "succeeded":
             return
