@@ -167,12 +167,11 @@ class RoomsAPI(MatrixBase):
 
         Returns whether anything was written. Creators with unlimited power (MSC4289) are left out.
         """
-        current = await self.state(room_id, "m.room.power_levels") or {}
-        if users and any(level is not None for level in users.values()):
-            create = await self.state(room_id, "m.room.create") or {}
-            if _creators_privileged(str(create.get("room_version", "1"))):
-                creators = {await self.me(), *map(UserId, create.get("additional_creators", []))}
-                users = {user: level for user, level in users.items() if user not in creators}
+        room = _RoomState.parse(await self._http.request_list("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/state",
+                                                              token=self._auth(None)))
+        current = room.power_levels
+        if room.creators_privileged:
+            users = {user: level for user, level in users.items() if user not in room.creators}
         merged = dict(current.get("users", {}))
         for user, level in users.items():
             if level is None:
