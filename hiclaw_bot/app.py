@@ -19,12 +19,14 @@ from hiclaw_bot.chat.audit import register_audit_command
 from hiclaw_bot.chat.gc import register_gc_command
 from hiclaw_bot.chat.humans import register_human_commands
 from hiclaw_bot.chat.matrix import login, new_client
+from hiclaw_bot.chat.teams import register_team_commands
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
 from hiclaw_bot.flows.gc import register_gc_flow
 from hiclaw_bot.flows.human import register_human_flows
 from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.team import register_team_flows
 from hiclaw_bot.flows.worker import register_worker_flows
 from hiclaw_bot.lifecycle import Lifecycle
 from storage import Store
@@ -68,9 +70,11 @@ async def running(config: Config) -> AsyncIterator[App]:
         async with open_services(config, store, bot_token=token) as services:
             register_worker_flows(engine, services)
             register_human_flows(engine, services)
+            register_team_flows(engine, services)
             register_gc_flow(engine, services)
             registry = default_registry()
             register_worker_commands(registry, services)
+            register_team_commands(registry, config)
             register_human_commands(registry, services)
             register_audit_command(registry)
             register_gc_command(registry, services)

@@ -25,10 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hiclaw_bot.chat.arguments import UsageError, bind
+from hiclaw_bot.chat.arguments import Args, UsageError, bind
 from hiclaw_bot.chat.context import AlreadyHandled, CommandContext, EventState, Incoming
 from hiclaw_bot.chat.grammar import BotIdentity, GrammarError, Invocation, command_text, parse
-from hiclaw_bot.chat.permissions import Actor, Permission, RoomScope, decide
+from hiclaw_bot.chat.permissions import Actor, ActorKind, Permission, RoomScope, decide
 from hiclaw_bot.chat.progress import ProgressHub
 from hiclaw_bot.chat.registry import Command, Found, Registry, unknown_reply
 from hiclaw_bot.chat.replies import Outbox, Reply, SendFailed, notice, spoken_duration
@@ -151,6 +151,7 @@ class Dispatcher:
                           "usage", command.name)
         target = None
         if command.target is not None:
+            args = default_team(actor, command, args)
             target = await self.resolver.target(command.target, args,
                                                 provisioning=command.permission is Permission.PROVISION)
         room = await self.resolver.room(message.room_id) if actor.kind.scoped else RoomScope(message.room_id)
@@ -230,6 +231,15 @@ class Dispatcher:
             await self.store.audit.add(actor=ctx.sender, command=answer.command, decision=answer.decision,
                                        room_id=ctx.room_id, subject=answer.subject, detail=answer.detail)
         return answer.reply
+
+
+def default_team(actor: Actor, command: Command, args: Args) -> Args:
+    """A team leader's new worker goes to the leader's own team unless another one is named."""
+    team_arg = command.target.team_arg if command.target is not None else None
+    if team_arg is None or actor.kind is not ActorKind.TEAM_LEADER or len(actor.teams) != 1 \
+            or args.values.get(team_arg) is not None:
+        return args
+    return Args({**args.values, team_arg: next(iter(actor.teams))})
 
 
 def _summary(text: str) -> str:

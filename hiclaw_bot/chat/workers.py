@@ -18,6 +18,7 @@ from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
 from hiclaw_bot.config import Config, parse_duration
+from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import builtin_skills
@@ -65,7 +66,8 @@ class WorkerCommands:
         if quotas.allowed_models and model not in quotas.allowed_models:
             return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(quotas.allowed_models)}.")
         team = ctx.args.optional("team", str)
-        if team is not None and await ctx.store.teams.get(team) is None:
+        team_row = await ctx.store.teams.get(team) if team is not None else None
+        if team is not None and team_row is None:
             return Reply.of(f"There is no team named `{team}`.")
         skills: list[str] = ctx.args.values.get("skills") or []
         unknown = sorted(set(skills) - set(builtin_skills()))
@@ -85,6 +87,12 @@ class WorkerCommands:
             "mcp": ctx.args.values.get("mcp") or [],
             "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s,
         }
+        if team_row is not None:
+            # Made by the team's own operation, so the team room, power levels and the leader's
+            # config take the new worker in too.
+            await ctx.start(team_flows.ADD, team_flows.subject(team_row.name),
+                            {"name": team_row.name, "worker": name, "leader": team_row.leader, "create": params})
+            return None
         await ctx.start(flows.CREATE, flows.subject(name), params)
         return None
 
@@ -93,7 +101,8 @@ class WorkerCommands:
         if total is not None and await ctx.store.workers.count() >= total:
             return Reply.of(f"The installation is at its limit of {total} workers (quotas.max_workers).")
         if team is not None:
-            limit = self.config.team_limit(team)
+            row = await ctx.store.teams.get(team)
+            limit = row.max_workers if row is not None and row.max_workers is not None else self.config.team_limit(team)
             if limit is not None and await ctx.store.workers.count(team=team) >= limit:
                 return Reply.of(f"Team `{team}` is at its limit of {limit} workers.")
         return None
@@ -102,6 +111,8 @@ class WorkerCommands:
 
     async def list(self, ctx: CommandContext) -> Reply:
         rows = await ctx.store.workers.all()
+        if ctx.actor.kind.scoped:  # a leader, team member or viewer sees its teams' workers only
+            rows = [w for w in rows if w.team is not None and w.team in ctx.actor.teams]
         if not rows:
             return Reply.of("No workers yet. Create one with `!worker create NAME`.")
         now = time.time()
@@ -208,6 +219,10 @@ class WorkerCommands:
         holder = await ctx.store.ops.holder(flows.subject(name))
         if row is None and holder is None:
             return Reply.of(f"There is no worker named `{name}`.")
+        led = [t.name for t in await ctx.store.teams.all() if t.leader == name]
+        if led:
+            return Reply.of(f"`{name}` leads team `{led[0]}`; delete the team first: "
+                            f"`!team delete {led[0]} --with-workers` deletes it with its workers.")
         params = {**(_spec(row) if row else {}), "name": name}
         await ctx.start(flows.DELETE, flows.subject(name), params)
         return None

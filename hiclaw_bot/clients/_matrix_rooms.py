@@ -73,10 +73,12 @@ class RoomsAPI(MatrixBase):
 
     async def ensure_room(self, alias_localpart: str, *, name: str, topic: str | None = None,
                           invite: Collection[UserId] = (), power_users: Mapping[UserId, int] | None = None,
-                          meta: Mapping[str, Any] | None = None, preset: str = "private_chat") -> EnsuredRoom:
+                          meta: Mapping[str, Any] | None = None, preset: str = "private_chat",
+                          keep_others: bool = False) -> EnsuredRoom:
         """The room behind ``#alias_localpart``: created, or adopted, then reconciled.
 
-        ``invite`` is the desired membership besides us: others are kicked (never us or the creators).
+        ``invite`` is the desired membership besides us: others are kicked (never us or the creators),
+        unless ``keep_others`` is set, for rooms where people we do not manage may also be members.
         ``power_users`` is merged into the room's power levels. ``meta`` is the content of the
         :data:`ROOM_META` state event.
         """
@@ -96,7 +98,7 @@ class RoomsAPI(MatrixBase):
                 raise
             room_id, created = await self._adopt(alias), False
         await self._reconcile(room_id, me, name=name, topic=topic, invite=set(invite),
-                              power_users=dict(power_users or {}), meta=meta)
+                              power_users=dict(power_users or {}), meta=meta, keep_others=keep_others)
         return EnsuredRoom(room_id, alias, created)
 
     async def resolve_alias(self, alias: RoomAlias) -> RoomId:
@@ -185,6 +187,27 @@ class RoomsAPI(MatrixBase):
         await self._put_state_if_changed(room_id, "m.room.name", {"name": name},
                                          await self.state(room_id, "m.room.name"))
 
+    async def merge_power_levels(self, room_id: RoomId, users: Mapping[UserId, int | None]) -> bool:
+        """Set (or, for None, drop) the ``users`` entries given; every other entry stays as it is.
+
+        Returns whether anything was written. Creators with unlimited power (MSC4289) are left out.
+        """
+        room = _RoomState.parse(await self._http.request_list("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/state",
+                                                              token=self._auth(None)))
+        current = room.power_levels
+        if room.creators_privileged:
+            users = {user: level for user, level in users.items() if user not in room.creators}
+        merged = dict(current.get("users", {}))
+        for user, level in users.items():
+            if level is None:
+                merged.pop(user, None)
+            else:
+                merged[user] = level
+        if merged == dict(current.get("users", {})):
+            return False
+        await self._put_state_if_changed(room_id, "m.room.power_levels", {**current, "users": merged}, current)
+        return True
+
     async def state(self, room_id: RoomId, event_type: str, state_key: str = "") -> JsonDict | None:
         """The content of one state event, or None if the room has none."""
         path = f"{CLIENT_V3}/rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}"
@@ -211,14 +234,16 @@ class RoomsAPI(MatrixBase):
         return room_id
 
     async def _reconcile(self, room_id: RoomId, me: UserId, *, name: str, topic: str | None, invite: set[UserId],
-                         power_users: dict[UserId, int], meta: Mapping[str, Any] | None) -> None:
+                         power_users: dict[UserId, int], meta: Mapping[str, Any] | None,
+                         keep_others: bool = False) -> None:
         events = await self._http.request_list("GET", f"{CLIENT_V3}/rooms/{q(room_id)}/state",
                                                token=self._auth(None))
         room = _RoomState.parse(events)
         await self._put_state_if_changed(room_id, "m.room.name", {"name": name}, room.contents.get("m.room.name"))
-        if topic is not None:
-            await self._put_state_if_changed(room_id, "m.room.topic", {"topic": topic},
-                                             room.contents.get("m.room.topic"))
+        current_topic = room.contents.get("m.room.topic")
+        # Servers add the rich form (``m.topic``, MSC3765) to the topic createRoom set: compare the text.
+        if topic is not None and (current_topic or {}).get("topic") != topic:
+            await self._put_state_if_changed(room_id, "m.room.topic", {"topic": topic}, current_topic)
         if meta is not None:
             await self._put_state_if_changed(room_id, ROOM_META, meta, room.contents.get(ROOM_META))
         if room.creators_privileged:
@@ -232,6 +257,6 @@ class RoomsAPI(MatrixBase):
         for user in sorted(invite - present - {me}):
             await self._http.request("POST", f"{CLIENT_V3}/rooms/{q(room_id)}/invite", token=self._auth(None),
                                      body={"user_id": user})
-        for user in sorted(present - invite - {me} - room.creators):
+        for user in sorted(() if keep_others else present - invite - {me} - room.creators):
             await self._http.request("POST", f"{CLIENT_V3}/rooms/{q(room_id)}/kick", token=self._auth(None),
                                      body={"user_id": user})

@@ -62,7 +62,7 @@ def team_room_alias(team: str) -> str:
 
 
 def team_leader_dm_alias(team: str) -> str:
-    """The alias localpart of the direct room between a team's leader and its admins."""
+    """The alias localpart of the room where the admins talk to a team's leader."""
     return f"hiclaw-team-{team}-leader"
 
 

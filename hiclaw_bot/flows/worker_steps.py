@@ -21,7 +21,7 @@ from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.flows.worker_config import McpServer, WorkerConfigSpec, render_worker_config
+from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
 from hiclaw_bot.types import RoomId, UserId, WorkerName
 from storage import token_hex
 
@@ -246,8 +246,16 @@ class Config(WorkerStep):
             gateway_url=gateway_url, gateway_key=key.reveal(),
             mcp_servers=tuple(McpServer(s) for s in self.params.get("mcp", [])),
             role=self.params.get("role", "worker"), team=self.params.get("team"),
-            skills=tuple(self.params.get("skills", [])),
+            skills=tuple(self.params.get("skills", [])), team_members=await self._team_members(ctx),
         )
+
+    async def _team_members(self, ctx: StepContext) -> tuple[TeamMember, ...]:
+        """A leader's members and their rooms, so rewriting a leader's files keeps its team in them."""
+        team = self.params.get("team")
+        if self.params.get("role") != "team_leader" or not team:
+            return ()
+        return tuple(TeamMember(WorkerName(w.name), names.user_id(w.name, self.services.domain), RoomId(w.room_id))
+                     for w in await ctx.store.workers.all(team=team) if w.name != self.worker and w.room_id)
 
     async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
         async with ctx.external("storage"):

@@ -1,0 +1,140 @@
+"""Team operations as ordered steps (ARCHITECTURE §4), on the subject ``team:<name>``.
+
+``team.create``::
+
+    register ─┬► leader ──────┬──────────────────► join ─► leader_config ─► record
+              ├► member_<a> ──┤                    ▲
+              ├► member_<b> ──┘                    │
+              ├► team_room ─┬► power ──────────────┘
+              ├► leader_dm ─┘
+              └► shared
+
+The leader and every member are child ``worker.create`` operations started side by side (each holds
+its own worker and its own engine slot), so a team of six costs about one worker's creation, not six.
+The rooms are made meanwhile, inviting the workers by name before their accounts exist (the
+homeserver allows it); each worker joins with its own token once every member is done.
+
+``team.delete`` releases the two rooms (renamed "[deleted] …", workers kicked, aliases removed;
+the history stays), then either deletes the workers through child ``worker.delete`` operations
+(``--with-workers``) or detaches them: they stay as teamless workers and the leader becomes a
+plain worker. The shared folder ``teams/<name>/`` is **kept**: it holds the team's work, and a
+team created again under the same name finds it.
+
+``team.add`` and ``team.remove`` move one worker in or out (``team.add`` may also create it, for
+``!worker create NAME --team TEAM``), then refresh the team room, the power levels and the leader's
+config, which are all computed from the store when they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+from hiclaw_bot.engine import Engine, Step
+from hiclaw_bot.flows import names
+from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.team_members import Attach, CreateMember, DeleteMember, Detach, LeaderConfig
+from hiclaw_bot.flows.team_steps import (
+    ACTIVE,
+    DELETING,
+    Forget,
+    Join,
+    LeaveTeamRoom,
+    Power,
+    Register,
+    RemoveTeamRoom,
+    SetState,
+    SharedFolder,
+    TeamRoom,
+)
+from storage import Operation
+
+CREATE = "team.create"
+ADD = "team.add"
+REMOVE = "team.remove"
+DELETE = "team.delete"
+
+
+def subject(team: str) -> str:
+    return f"team:{team}"
+
+
+def team_of(op: Operation) -> str:
+    return names.check_name("team", str(op.params["name"]))
+
+
+def members_of(op: Operation) -> list[str]:
+    """The member workers named by the operation (the leader not among them), checked."""
+    return [names.check_name("worker", str(w)) for w in op.params.get("workers", [])]
+
+
+def create_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Step]:
+    team, params = team_of(op), op.params
+    leader = names.check_name("worker", str(params["leader"]))
+    members = members_of(op)
+    if leader in members or len(set(members)) != len(members):
+        raise ValueError("the leader and the members must be distinct workers")
+    template = {key: params[key] for key in ("model", "image", "command") if params.get(key)}
+    adopt = set(params.get("adopt", []))
+    workers = [CreateMember(services, engine, team, w, leader=leader, template=template, adopt=w in adopt,
+                            after=("register",)) for w in [leader, *members]]
+    everyone = tuple(step.name for step in workers)
+    return [
+        Register(services, team, params),
+        *workers,
+        SharedFolder(services, team, after=("register",)),
+        TeamRoom(services, team, dm=False, after=("register",)),
+        TeamRoom(services, team, dm=True, after=("register",)),
+        Power(services, team, after=("team_room", "leader_dm")),
+        Join(services, team, after=(*everyone, "power")),
+        LeaderConfig(services, team),
+        SetState(services, team, ACTIVE, "record"),
+    ]
+
+
+def add_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Step]:
+    """An existing worker joins; or, with ``create`` (the params of a ``worker.create``), a new one
+    is made in the team (``!worker create NAME --team TEAM``)."""
+    team, worker, params = team_of(op), names.check_name("worker", str(op.params["worker"])), op.params
+    joining: Step = Attach(services, team, worker)
+    if params.get("create") is not None:
+        leader = names.check_name("worker", str(params["leader"]))
+        joining = CreateMember(services, engine, team, worker, leader=leader, template=params["create"], adopt=False)
+    return [joining, TeamRoom(services, team, dm=False), Power(services, team), Join(services, team),
+            LeaderConfig(services, team)]
+
+
+def remove_steps(services: Services, op: Operation) -> Sequence[Step]:
+    team, worker = team_of(op), names.check_name("worker", str(op.params["worker"]))
+    leader = names.check_name("worker", str(op.params["leader"]))
+    return [LeaveTeamRoom(services, team, worker), Detach(services, team, worker, leader=leader),
+            LeaderConfig(services, team)]
+
+
+def delete_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Step]:
+    team, params = team_of(op), op.params
+    leader = names.check_name("worker", str(params["leader"]))
+    members = members_of(op)
+    rooms = ("remove_team_room", "remove_leader_dm")
+    steps: list[Step] = [
+        SetState(services, team, DELETING, "mark"),
+        RemoveTeamRoom(services, team, dm=False, after=("mark",)),
+        RemoveTeamRoom(services, team, dm=True, after=("mark",)),
+    ]
+    if params.get("with_workers"):
+        gone = [DeleteMember(services, engine, team, w, leader=False, after=rooms) for w in members]
+        steps += [*gone, DeleteMember(services, engine, team, leader, leader=True,
+                                      after=tuple(s.name for s in gone) or rooms)]
+    else:
+        kept = [Detach(services, team, w, leader=leader, after=rooms) for w in members]
+        steps += [*kept, Detach(services, team, leader, leader=leader, after=tuple(s.name for s in kept) or rooms)]
+    return [*steps, Forget(services, team)]
+
+
+def register_team_flows(engine: Engine, services: Services) -> None:
+    """Teach the engine the team operations, bound to ``services`` (and to the engine itself, which
+    runs the member workers' operations)."""
+    engine.register(CREATE, partial(create_steps, services, engine))
+    engine.register(ADD, partial(add_steps, services, engine))
+    engine.register(REMOVE, partial(remove_steps, services))
+    engine.register(DELETE, partial(delete_steps, services, engine), supersedes_failed=True)

@@ -1,0 +1,204 @@
+"""SIGKILL the bot at every step boundary of ``team.create`` and ``team.delete``; afterwards every
+resource exists exactly once (or, after a delete, not at all, but for what is kept by design).
+
+One team per test walks through all the boundaries of its operation: each run of the child process
+is killed at the next boundary not killed before (``tests.chaos.team_app``), the next run resumes,
+until the operation succeeds. A duplicate made by any of the crashes would still be there at the
+end, where it is counted at the servers: rooms on Synapse (admin API, by alias and by name), power
+levels, files in the object store, runtimes on this machine; and the worker rows in the database.
+Members run ``sh`` with readiness "the process runs", so the walk costs process starts, not agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from hiclaw_bot.clients.errors import NotFoundError
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin
+from hiclaw_bot.config import Config
+from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
+from hiclaw_bot.flows import names
+from hiclaw_bot.flows import team as teams
+from hiclaw_bot.types import RoomAlias, RoomId, UserId
+from storage import Operation, Store
+from tests.chaos.team_app import POINTS
+from tests.fixtures.synapse import SynapseEnv, unique
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+async def gateway() -> AsyncIterator[HigressConsoleSimulator]:
+    async with HigressConsoleSimulator(initialized=True) as sim:
+        yield sim
+
+
+def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path) -> Config:
+    document = {
+        "data_dir": str(tmp / "data"),
+        "matrix": {
+            "homeserver": synapse.url, "server_name": synapse.server_name,
+            "bot": {"localpart": "hiclaw-admin", "access_token": synapse.admin_token},
+            "admins": [synapse.admin_user_id],
+            "registration": {"mode": "token", "token": synapse.registration_token},
+        },
+        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
+                    "gateway_url": "http://127.0.0.1:9"},
+        "storage": {"kind": "local", "directory": str(tmp / "objects")},
+        "backend": {"kind": "process", "instance": "team-crash", "ready_check": "running"},
+        "lifecycle": {"ready_timeout": "20s"},
+    }
+    path.write_text(json.dumps(document))
+    return Config.model_validate(document)
+
+
+def runtimes(worker: str) -> list[psutil.Process]:
+    """The worker's runtimes on this machine: processes with its name whose parent is not one (the
+    shell loop's ``sleep`` children inherit the environment too)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("HICLAW_WORKER_NAME") == worker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    pids = {proc.pid for proc in found}
+    return [proc for proc in found if proc.ppid() not in pids]
+
+
+class Walk:
+    """Runs one team operation again and again, a kill at each boundary, until it succeeds."""
+
+    def __init__(self, synapse: SynapseEnv, config: Path, team: str, leader: str, member: str) -> None:
+        self.synapse = synapse
+        self.config = config
+        self.argv = [team, leader, member]
+
+    async def run(self, kind: str, *extra: str, markers: Path | None = None) -> int:
+        env = {**os.environ, "HICLAW_TEST_BOT_TOKEN": self.synapse.admin_token, "PYTHONPATH": str(ROOT)}
+        if markers is not None:
+            markers.mkdir(exist_ok=True)  # noqa: ASYNC240 -- a test directory, once per run
+            env["HICLAW_TEAM_WALK"] = str(markers)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.chaos.team_app", str(self.config), kind, *self.argv, *extra, cwd=ROOT,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode is not None
+        if proc.returncode not in (0, -signal.SIGKILL):
+            pytest.fail(f"child exited {proc.returncode}: {out.decode()[-1500:]}")
+        return proc.returncode
+
+    async def through_every_boundary(self, kind: str, *extra: str, markers: Path) -> int:
+        """Run until success; return how many runs were killed."""
+        kills = 0
+        while await self.run(kind, *extra, markers=markers) == -signal.SIGKILL:
+            kills += 1
+            assert kills < 60, "the walk does not end"
+        return kills
+
+
+def boundaries(config: Config, kind: str, params: dict[str, object]) -> set[str]:
+    """Every step boundary the walk must have killed at, from the flow's own step list."""
+    op = Operation(op_id=0, kind=kind, subject="", params=params, actor=None, room_id=None, source_event_id=None,
+                   state="running", error=None, failed_step=None, progress_event_id=None, created_at=0.0,
+                   updated_at=0.0, finished_at=None)
+    builder = teams.create_steps if kind == teams.CREATE else teams.delete_steps
+    services = SimpleNamespace(domain=config.matrix.server_name)  # names only: the steps are never run
+    steps = builder(services, None, op)  # type: ignore[arg-type]
+    return {f"{step.name}.{point}" for step in steps for point in POINTS}
+
+
+async def check_created(synapse: SynapseEnv, config: Config, tmp: Path, team: str, leader: str,
+                        member: str) -> RoomId:
+    domain = synapse.server_name
+    async with MatrixAdmin(synapse.url, server_name=domain, access_token=synapse.admin_token) as admin:
+        room = await admin.resolve_alias(RoomAlias(names.full_alias(names.team_room_alias(team), domain)))
+        dm = await admin.resolve_alias(RoomAlias(names.full_alias(names.team_leader_dm_alias(team), domain)))
+        leader_room = await admin.resolve_alias(RoomAlias(names.full_alias(names.worker_room_alias(leader), domain)))
+        member_room = await admin.resolve_alias(RoomAlias(names.full_alias(names.worker_room_alias(member), domain)))
+        assert await admin.rooms_of(UserId(f"@{leader}:{domain}")) == {leader_room, room, dm}
+        assert await admin.rooms_of(UserId(f"@{member}:{domain}")) == {member_room, room}
+        titled = [r for r in await admin.rooms_of(synapse.admin_user_id)
+                  if (await admin.state(r, "m.room.name") or {}).get("name") in (f"Team: {team}",
+                                                                                   f"Leader DM: {team}")]
+        assert sorted(titled) == sorted([room, dm]), "one team room and one leader DM, no copies"
+        levels = (await admin.state(room, "m.room.power_levels") or {}).get("users", {})
+        assert (levels[f"@{leader}:{domain}"], levels[f"@{member}:{domain}"]) == (100, 0)
+        # The admin here is the bot, the rooms' creator: unlisted when creators are privileged (MSC4289).
+        assert levels.get(synapse.admin_user_id, 100) == 100
+    keeps = sorted(p.relative_to(tmp / "objects").as_posix() for p in (tmp / "objects" / "teams" / team).rglob("*"))
+    assert keeps == [f"teams/{team}/shared", *(f"teams/{team}/shared/{f}{k}" for f in ("knowledge", "projects",
+                     "tasks") for k in ("", "/.keep"))]
+    store = await Store.open(config.database_path)
+    try:
+        rows = {w.name: w for w in await store.workers.all(team=team)}
+        assert sorted(rows) == sorted([leader, member])
+        assert {w.state for w in rows.values()} == {"Running"}
+        assert (await store.teams.get(team)).state == "Active"  # type: ignore[union-attr]
+    finally:
+        await store.close()
+    assert (len(runtimes(leader)), len(runtimes(member))) == (1, 1), "one runtime each: none orphaned"
+    return room
+
+
+async def check_deleted(synapse: SynapseEnv, config: Config, tmp: Path, team: str, room: RoomId,
+                        workers: list[str], *, with_workers: bool) -> None:
+    domain = synapse.server_name
+    async with MatrixAdmin(synapse.url, server_name=domain, access_token=synapse.admin_token) as admin:
+        for localpart in (names.team_room_alias(team), names.team_leader_dm_alias(team)):
+            with pytest.raises(NotFoundError):
+                await admin.resolve_alias(RoomAlias(names.full_alias(localpart, domain)))
+        assert (await admin.state(room, "m.room.name") or {}).get("name") == f"[deleted] Team: {team}"
+        for worker in workers:
+            assert room not in await admin.rooms_of(UserId(f"@{worker}:{domain}"))
+    assert (tmp / "objects" / "teams" / team / "shared" / "tasks" / ".keep").exists(), "kept by design"
+    store = await Store.open(config.database_path)
+    try:
+        assert await store.teams.get(team) is None
+        rows = [await store.workers.get(w) for w in workers]
+    finally:
+        await store.close()
+    if with_workers:
+        assert rows == [None, None]
+        assert [runtimes(w) for w in workers] == [[], []]
+    else:
+        assert [(r.team, r.role) for r in rows if r is not None] == [(None, "worker")] * 2
+        assert [len(runtimes(w)) for w in workers] == [1, 1]
+
+
+@pytest.mark.parametrize("with_workers", [True, False], ids=["with-workers", "keeping-workers"])
+async def test_kill_at_every_boundary_of_a_team_create_and_delete(synapse: SynapseEnv,
+                                                                  gateway: HigressConsoleSimulator,
+                                                                  tmp_path: Path, with_workers: bool) -> None:
+    team, leader, member = unique("t"), unique("l"), unique("m")
+    config = write_config(tmp_path / "config.json", synapse, gateway, tmp_path)
+    walk = Walk(synapse, tmp_path / "config.json", team, leader, member)
+    try:
+        if with_workers:  # the create walk once; the other case starts from a plain create
+            assert await walk.through_every_boundary("create", markers=tmp_path / "create") > 0
+            expected = boundaries(config, teams.CREATE, {"name": team, "leader": leader, "workers": [member]})
+            assert {p.name for p in (tmp_path / "create").iterdir()} == expected
+        else:
+            assert await walk.run("create") == 0
+        room = await check_created(synapse, config, tmp_path, team, leader, member)
+
+        extra = ("with-workers",) if with_workers else ()
+        assert await walk.through_every_boundary("delete", *extra, markers=tmp_path / "delete") > 0
+        expected = boundaries(config, teams.DELETE, {"name": team, "leader": leader, "workers": [member],
+                                                     "with_workers": with_workers})
+        assert {p.name for p in (tmp_path / "delete").iterdir()} == expected
+        await check_deleted(synapse, config, tmp_path, team, room, [leader, member], with_workers=with_workers)
+    finally:
+        for worker in (leader, member):
+            for proc in runtimes(worker):
+                proc.terminate()
