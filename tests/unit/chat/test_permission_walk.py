@@ -1,0 +1,190 @@
+"""Every command the bot knows × every kind of sender, through the real dispatcher.
+
+The grid below is written out by hand, independently of ``permissions.TABLE``: each command is typed
+as a message by seven senders in the rooms they would use, and the audit row the dispatcher writes
+says whether it was refused. The registry is the one the bot runs (built by the same ``register_*``
+functions); only the handlers are swapped for a recorder, so an allowed command changes nothing
+and the walk needs no Matrix server, gateway or backend. The senders are resolved the real way:
+admins from the config, the team leaders from the workers table, the humans from the humans table,
+and the team rooms from the teams table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+
+from hiclaw_bot.chat import CommandContext, Registry, Reply, default_registry
+from hiclaw_bot.chat.audit import register_audit_command
+from hiclaw_bot.chat.context import Incoming
+from hiclaw_bot.chat.dispatch import Dispatcher
+from hiclaw_bot.chat.gc import register_gc_command
+from hiclaw_bot.chat.grammar import BotIdentity
+from hiclaw_bot.chat.humans import register_human_commands
+from hiclaw_bot.chat.progress import ProgressHub
+from hiclaw_bot.chat.teams import register_team_commands
+from hiclaw_bot.chat.workers import register_worker_commands
+from hiclaw_bot.config import Config
+from hiclaw_bot.engine import Engine, FakeClock
+from hiclaw_bot.flows.services import Services
+from hiclaw_bot.types import EventId, RoomId, UserId
+from storage import Store
+from tests.unit.chat.conftest import ADMIN, BOT, RecordingOutbox
+
+DM = RoomId("!dm:example.org")
+RED_ROOM = RoomId("!red-team:example.org")
+BLUE_ROOM = RoomId("!blue-team:example.org")
+
+
+@dataclass(frozen=True)
+class Sender:
+    user_id: str
+    room_id: RoomId
+
+
+# The seven columns of the grid, in order.
+SENDERS = {
+    "admin in DM": Sender(ADMIN, DM),
+    "admin in team room": Sender(ADMIN, RED_ROOM),
+    "leader, own team": Sender("@lead-red:example.org", RED_ROOM),
+    "leader, other team": Sender("@lead-blue:example.org", BLUE_ROOM),
+    "human member": Sender("@hm:example.org", RED_ROOM),
+    "viewer": Sender("@hv:example.org", RED_ROOM),
+    "stranger": Sender("@mallory:example.org", DM),
+}
+
+# What each command is typed as: its target, when it has one, is in team red (op 1 is w-red's).
+LINES = {
+    "help": "help",
+    "confirm": "confirm ABCDEF",
+    "op list": "op list",
+    "op show": "op show 1",
+    "op retry": "op retry 1",
+    "op abort": "op abort 1",
+    "worker list": "worker list",
+    "worker status": "worker status w-red",
+    "worker wake": "worker wake w-red",
+    "worker sleep": "worker sleep w-red",
+    "worker update": "worker update w-red --model qwen-max",
+    "worker logs": "worker logs w-red",
+    "worker exec": "worker exec w-red -- ls",
+    "worker create": "worker create newbie --team red",
+    "worker delete": "worker delete w-red",
+    "team list": "team list",
+    "team status": "team status red",
+    "team create": "team create green --leader lead-green --workers g1",
+    "team add": "team add red extra",
+    "team remove": "team remove red w-red",
+    "team delete": "team delete red",
+    "human list": "human list",
+    "human create": "human create bob --level viewer --teams red",
+    "human invite": "human invite hm",
+    "human delete": "human delete hm",
+    "gc": "gc --dry-run",
+    "audit": "audit --worker w-red",
+}
+
+# Y allowed, N refused, per sender above in order:
+#  admin DM, admin team room, leader own team, leader other team, human member, viewer, stranger.
+EVERYONE = "YYYYYYN"
+LISTING = "YYYYYYN"          # no target: scoped senders see only their teams
+READING = "YYYNYYN"          # a target in team red
+OPERATING = "YYYNYNN"
+PROVISIONING = "YYYNNNN"     # team red has a worker quota with room in it
+ADMINS_ONLY = "YYNNNNN"
+GRID = {
+    "help": EVERYONE, "confirm": EVERYONE,
+    "op list": LISTING, "op show": READING, "op retry": OPERATING, "op abort": OPERATING,
+    "worker list": LISTING, "worker status": READING, "worker wake": OPERATING, "worker sleep": OPERATING,
+    "worker update": OPERATING, "worker logs": OPERATING, "worker exec": ADMINS_ONLY,
+    "worker create": PROVISIONING, "worker delete": PROVISIONING,
+    "team list": LISTING, "team status": READING, "team create": ADMINS_ONLY, "team add": ADMINS_ONLY,
+    "team remove": ADMINS_ONLY, "team delete": ADMINS_ONLY,
+    "human list": ADMINS_ONLY, "human create": ADMINS_ONLY, "human invite": ADMINS_ONLY,
+    "human delete": ADMINS_ONLY,
+    "gc": ADMINS_ONLY, "audit": ADMINS_ONLY,
+}
+
+
+def the_bots_registry() -> Registry:
+    """Every command, registered exactly as the bot registers them."""
+    services = cast(Services, None)  # handlers only reach for services when they run; here they never do
+    registry = default_registry()
+    register_worker_commands(registry, services)
+    register_team_commands(registry, cast(Config, None))
+    register_human_commands(registry, services)
+    register_gc_command(registry, services)
+    register_audit_command(registry)
+    return registry
+
+
+def recording(registry: Registry, ran: list[str]) -> Registry:
+    """The same commands (arguments, targets, permissions, confirmations), with a recorder for handler."""
+    async def record(ctx: CommandContext) -> Reply | None:
+        ran.append(ctx.command.name)
+        return Reply.of("recorded")
+
+    copy = Registry()
+    for c in registry:
+        copy.command(c.noun, c.verb, summary=c.summary, handler=record, permission=c.permission, args=c.args,
+                     target=c.target, confirm=c.confirm, raw=c.raw, aliases=c.aliases)
+    return copy
+
+
+@pytest.fixture
+async def installation(config: Config, store: Store) -> Store:
+    """Teams red and blue with their leaders and rooms, a worker in red, a member and a viewer of red."""
+    for team in ("red", "blue"):
+        await store.workers.insert(f"lead-{team}", backend="process", state="Running", desired_state="Running",
+                                   team=team, role="team_leader", image="i", model="m",
+                                   user_id=f"@lead-{team}:example.org")
+        await store.teams.upsert(team, leader=f"lead-{team}", state="Active",
+                                 room_id=RED_ROOM if team == "red" else BLUE_ROOM)
+    await store.workers.insert("w-red", backend="process", state="Running", desired_state="Running", team="red",
+                               role="worker", image="i", model="m")
+    await store.humans.upsert("hm", user_id="@hm:example.org", level="team", state="Active", teams=["red"])
+    await store.humans.upsert("hv", user_id="@hv:example.org", level="viewer", state="Active", teams=["red"])
+    await store.ops.insert(kind="worker.wake", subject="worker:w-red", params={"name": "w-red"}, actor=ADMIN,
+                           room_id=DM, source_event_id=None, state="failed")
+    return store
+
+
+@pytest.fixture
+async def walk(config: Config, installation: Store, outbox: RecordingOutbox) -> AsyncIterator[Any]:
+    engine = Engine(installation)
+    hub = ProgressHub(engine, installation, outbox, clock=FakeClock(), interval=1.0)
+    ran: list[str] = []
+    dispatcher = Dispatcher(config=config, store=installation, engine=engine,
+                            registry=recording(the_bots_registry(), ran), hub=hub, outbox=outbox,
+                            identity=BotIdentity(BOT, "HiClaw"))
+    yield dispatcher, ran
+    await engine.stop()
+
+
+def test_the_grid_names_every_command_the_bot_has() -> None:
+    registered = {c.name for c in the_bots_registry()}
+    assert registered == set(GRID) == set(LINES)
+    assert all(len(row) == len(SENDERS) for row in GRID.values())
+
+
+async def test_every_command_for_every_kind_of_sender(walk: Any, installation: Store) -> None:
+    dispatcher, ran = walk
+    ids = itertools.count(1)
+    wrong: list[str] = []
+    for command, line in LINES.items():
+        for (who, sender), expected in zip(SENDERS.items(), GRID[command], strict=True):
+            event = EventId(f"$walk{next(ids)}")
+            await dispatcher.handle(Incoming(sender.room_id, event, UserId(sender.user_id), f"!{line}"))
+            entry = (await installation.audit.recent(limit=1))[0]
+            assert entry.command == command, (line, who, entry)
+            refused = entry.decision == "refused"
+            if refused is (expected == "Y"):
+                wrong.append(f"!{line} by {who}: {entry.decision} ({entry.detail})")
+    assert not wrong, "\n".join(wrong)
+    # Refused commands never reached a handler; allowed ones without a confirmation step all did.
+    unconfirmed = {c.name for c in the_bots_registry() if c.confirm is None}
+    assert set(ran) == {c for c in GRID if "Y" in GRID[c]} & unconfirmed
