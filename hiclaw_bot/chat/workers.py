@@ -8,11 +8,12 @@ left (accounts, rooms, gateway, storage, runtime) is the flows' work, run durabl
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from backends import BackendError, ExecTimeout, WorkerState
-from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, ListOf, option, positional
+from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, Integer, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
@@ -27,6 +28,9 @@ from storage import Worker
 LOG_LIMIT = 3500
 """Characters of logs or exec output a reply carries (the tail: the end is what matters)."""
 EXEC_TIMEOUT = 30.0
+LIST_DEFAULT = 50
+LIST_MAX = 200
+"""Rows of ``!worker list``: a Matrix event is at most 64 KiB, and 200 rows in text and HTML fit."""
 
 
 def _tail(text: str, limit: int = LOG_LIMIT) -> str:
@@ -115,13 +119,27 @@ class WorkerCommands:
             rows = [w for w in rows if w.team is not None and w.team in ctx.actor.teams]
         if not rows:
             return Reply.of("No workers yet. Create one with `!worker create NAME`.")
+        state, team = ctx.args.optional("state", str), ctx.args.optional("team", str)
+        chosen = [w for w in rows if (state is None or w.state.casefold() == state.casefold())
+                  and (team is None or w.team == team)]
+        if not chosen:
+            return Reply.of(f"None of the {len(rows)} worker(s) matches. `!worker list` shows them all.")
+        limit = ctx.args.get("limit", int)
+        shown = chosen[:limit]
+        counts = Counter(w.state for w in chosen)
+        title = f"{len(chosen)} worker(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         now = time.time()
-        return table(
+        listing = table(
             ["name", "team", "state", "backend", "image", "last active"],
             [[w.name, w.team or "–", w.state, w.backend, w.image or "–",
-              f"{spoken_duration(now - w.last_active_at)} ago" if w.last_active_at else "–"] for w in rows],
-            title=f"{len(rows)} worker(s)",
+              f"{spoken_duration(now - w.last_active_at)} ago" if w.last_active_at else "–"] for w in shown],
+            title=title,
         )
+        if len(chosen) <= limit:
+            return listing
+        more = Reply.of(f"… and {len(chosen) - limit} more: narrow it with `--state` or `--team`, "
+                        f"or raise `--limit` (at most {LIST_MAX}).")
+        return Reply(f"{listing.text}\n{more.text}", f"{listing.html}<p>{more.html}</p>")
 
     async def status(self, ctx: CommandContext) -> Reply:
         row = await self._row(ctx)
@@ -251,8 +269,12 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
               option("env", PAIR, "an environment variable", many=True),
               option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h")],
     )
-    registry.command("worker", "list", summary="All workers and their state", handler=commands.list,
-                     aliases=("worker ls", "workers"))
+    registry.command("worker", "list", summary="Workers and their state", handler=commands.list,
+                     aliases=("worker ls", "workers"),
+                     args=[option("state", TEXT, "only workers in this state, e.g. Sleeping"),
+                           option("team", NAME, "only this team's workers"),
+                           option("limit", Integer(1, LIST_MAX), f"how many rows (default {LIST_DEFAULT})",
+                                  default=LIST_DEFAULT)])
     registry.command("worker", "status", summary="One worker: state, runtime, current operation",
                      handler=commands.status, target=target, args=[worker])
     registry.command("worker", "wake", summary="Start a sleeping worker", handler=commands.wake,

@@ -218,3 +218,24 @@ async def test_a_leader_is_not_deleted_from_under_its_team(world: Dispatcher, ou
     assert "leads team `red`" in answer
     assert "!team delete red --with-workers" in answer
     assert await ops(store) == []
+
+
+async def test_a_long_worker_list_is_cut_to_a_page_with_counts_and_filters(world: Dispatcher, outbox: RecordingOutbox,
+                                                                           store: Store) -> None:
+    for n in range(120):
+        await worker(store, f"w{n:03d}", team="red" if n % 2 else None)
+    await store.workers.update("w007", state="Sleeping")
+    page = await ask(world, outbox, "!worker list")
+    assert page.startswith("120 worker(s): 119 Running, 1 Sleeping")
+    assert "w049" in page.split()
+    assert "w050" not in page.split()
+    assert "… and 70 more" in page
+    assert len(await ask(world, outbox, "!worker list --limit 200")) > len(page)
+    asleep = await ask(world, outbox, "!worker list --state sleeping")
+    assert asleep.startswith("1 worker(s): 1 Sleeping")
+    assert "w007" in asleep.split()
+    reds = await ask(world, outbox, "!worker list --team red --limit 100")
+    assert reds.startswith("60 worker(s)")
+    assert "more" not in reds
+    assert "matches" in await ask(world, outbox, "!worker list --state Updating")
+    assert "at most 200" in await ask(world, outbox, "!worker list --limit 500")
