@@ -14,7 +14,9 @@ workers. Reported, as medians over the rounds:
 * ``slowest_worker_ms``: the slowest member's own ``worker.create`` wall time, and
   ``vs_slowest_worker`` = ``team_create_ms / slowest_worker_ms``: what the team costs beyond its
   slowest member (1.0 would be perfect parallelism and free rooms);
-* ``team_delete_ms``: wall time of ``team.delete --with-workers``.
+* ``team_delete_ms``: wall time of ``team.delete --with-workers``;
+* ``slowest_step_ms``: per step, the longest any member (``member:…``) took, and the team
+  operation's own steps (``team:…``): where the wall time goes.
 
 Prints one JSON object as its last line.
 """
@@ -62,11 +64,18 @@ async def one_round(app: App, index: int) -> dict[str, float]:
     assert op.state == "succeeded", (op.failed_step, op.error)
     external, _ = await external_and_wall(app, op.op_id)
     child_walls = []
+    slowest_step: dict[str, float] = {}
     for worker in [leader, *members]:
         [child] = await app.store.ops.find(subject=workers.subject(worker), limit=1)
         child_external, child_wall = await external_and_wall(app, child.op_id)
         external += child_external
         child_walls.append(child_wall)
+        for step in await app.store.steps.of(child.op_id):
+            slowest_step[step.name] = max(slowest_step.get(step.name, 0.0), step.duration_ms or 0.0)
+    team_steps: dict[str, float] = {}
+    for s in await app.store.steps.of(op.op_id):  # member steps are named after the member: keep the slowest
+        key = s.name.split(f"_{team}")[0]
+        team_steps[key] = max(team_steps.get(key, 0.0), s.duration_ms or 0.0)
 
     started = time.perf_counter()
     sub = await app.engine.submit(teams.DELETE, teams.subject(team), {
@@ -74,7 +83,8 @@ async def one_round(app: App, index: int) -> dict[str, float]:
     deleted = await app.engine.wait(sub.op.op_id)
     assert deleted.state == "succeeded", (deleted.failed_step, deleted.error)
     return {"team_create_ms": wall, "external_ms": external, "slowest_worker_ms": max(child_walls),
-            "team_delete_ms": (time.perf_counter() - started) * 1000}
+            "team_delete_ms": (time.perf_counter() - started) * 1000,
+            **{f"member:{k}": v for k, v in slowest_step.items()}, **{f"team:{k}": v for k, v in team_steps.items()}}
 
 
 async def main() -> dict[str, object]:
@@ -98,6 +108,7 @@ async def main() -> dict[str, object]:
         "vs_slowest_worker": round(median["team_create_ms"] / median["slowest_worker_ms"], 3),
         "team_delete_ms": round(median["team_delete_ms"], 1),
         "runtimes_left": len(left),
+        "slowest_step_ms": {key: round(value) for key, value in median.items() if ":" in key},
     }
 
 
