@@ -80,21 +80,23 @@ async def running(config: Config) -> AsyncIterator[App]:
             register_gc_command(registry, services)
             lifecycle = Lifecycle(services, engine)
             bot = Bot(config, store, engine, registry=registry, observers=[lifecycle.observe])
-            resumed = await engine.start()
-            if resumed:
-                log.info("resumed %d unfinished operation(s): %s", len(resumed), resumed)
-            try:
-                await lifecycle.start()
-                await bot.start()
+            # The API opens first: its metrics count the operations resumed below, and /readyz
+            # answers "not ready" (rather than nothing) until the first sync.
+            async with open_api(config.api, store, engine, services.backend,
+                                matrix_ready=lambda: bot.ready) as api:
+                resumed = await engine.start()
+                if resumed:
+                    log.info("resumed %d unfinished operation(s): %s", len(resumed), resumed)
                 try:
-                    async with open_api(config.api, store, engine, services.backend,
-                                        matrix_ready=lambda: bot.ready) as api:
+                    await lifecycle.start()
+                    await bot.start()
+                    try:
                         yield App(config, store, engine, services, bot, lifecycle, api)
+                    finally:
+                        await bot.stop()
                 finally:
-                    await bot.stop()
-            finally:
-                await lifecycle.stop()
-                await engine.stop()
+                    await lifecycle.stop()
+                    await engine.stop()
     finally:
         await store.close()
 
