@@ -385,8 +385,9 @@ class Record(WorkerStep):
         self.fields = fields
 
     async def do(self, ctx: StepContext) -> Outcome:
+        fields = {"desired_state": self.state, **self.fields}  # asleep on purpose is what is wanted now
         await ctx.store.workers.update(self.worker, state=self.state, observed_state=self.state,
-                                       previous_state=None, **self.fields)
+                                       previous_state=None, **fields)
         return Done({"state": self.state})
 
 
@@ -436,7 +437,12 @@ class Mark(WorkerStep):
 
 
 class Update(WorkerStep):
-    """Apply a new runtime spec through the backend (in place, or new-beside-old on Docker)."""
+    """Apply a new runtime spec through the backend (in place, or new-beside-old on Docker).
+
+    A runtime that vanished is created again, and one found stopped (by a crash, or by hand) is
+    started, unless the worker was asleep before the update: the update leaves the worker as it
+    found it (``restore`` puts a sleeper back), so its ``ready`` step has something to wait for.
+    """
 
     name = "runtime_update"
 
@@ -447,7 +453,11 @@ class Update(WorkerStep):
     async def observe(self, ctx: StepContext) -> Outcome | None:
         async with ctx.external("backend"):
             status = await self.services.backend.status(self.worker)
-        return Done({"spec_hash": self.spec.spec_hash}) if status.spec_hash == self.spec.spec_hash else None
+        if status.spec_hash != self.spec.spec_hash:
+            return None
+        if status.state is not WorkerState.RUNNING and not await self._asleep(ctx):
+            return None
+        return Done({"spec_hash": self.spec.spec_hash})
 
     async def do(self, ctx: StepContext) -> Outcome:
         async with ctx.external("backend"):
@@ -455,7 +465,13 @@ class Update(WorkerStep):
                 await self.services.backend.update(self.worker, self.spec)
             except NotFound:
                 await self.services.backend.create(self.spec, replace=True)
+            if not await self._asleep(ctx):
+                await self.services.backend.start(self.worker)  # a no-op when it runs already
         return Done({"spec_hash": self.spec.spec_hash}, spec_hash=self.spec.spec_hash)
+
+    async def _asleep(self, ctx: StepContext) -> bool:
+        row = await ctx.store.workers.get(self.worker)
+        return row is not None and row.previous_state == "Sleeping"
 
 
 def _spoken(seconds: float) -> str:

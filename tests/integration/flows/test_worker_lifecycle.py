@@ -94,3 +94,26 @@ async def test_a_worker_lives_and_leaves_nothing_behind(stack: Stack) -> None:
     # The name can be used again: the deactivated account is ours (the ledger says so) and comes back.
     await run(stack, CREATE, worker, **params)
     assert (await stack.services.backend.status(worker)).state is WorkerState.RUNNING
+
+
+async def test_an_update_brings_back_a_runtime_lost_or_stopped_behind_our_back(stack: Stack) -> None:
+    worker = unique("phoenix")
+    params = {"model": "qwen-max", "image": "hiclaw/worker-agent:1"}
+    await run(stack, CREATE, worker, **params)
+    backend = stack.services.backend
+
+    await backend.stop(worker)  # stopped by hand: the update starts it again
+    await run(stack, UPDATE, worker, model="qwen-plus", image="hiclaw/worker-agent:1")
+    assert (await backend.status(worker)).state is WorkerState.RUNNING
+
+    await backend.delete(worker)  # gone entirely: the update creates it again, running
+    await run(stack, UPDATE, worker, model="qwen-max", image="hiclaw/worker-agent:2")
+    assert (await backend.status(worker)).state is WorkerState.RUNNING
+    assert (await stack.store.workers.get(worker)).state == "Running"  # type: ignore[union-attr]
+
+    await run(stack, SLEEP, worker)
+    await backend.delete(worker)  # a sleeper's runtime gone: it comes back, still asleep
+    await run(stack, UPDATE, worker, model="qwen-plus", image="hiclaw/worker-agent:2")
+    assert (await backend.status(worker)).state is WorkerState.STOPPED
+    assert (await stack.store.workers.get(worker)).state == "Sleeping"  # type: ignore[union-attr]
+    await run(stack, DELETE, worker, model="qwen-plus", image="hiclaw/worker-agent:2")
