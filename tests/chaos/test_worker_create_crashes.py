@@ -160,3 +160,39 @@ async def test_kill_the_bot_during_a_delete(synapse: SynapseEnv, gateway: Higres
     finally:
         for proc in agent_processes(worker):
             proc.terminate()
+
+
+WAKE_STEPS = ["start", "ready", "record", "notify"]
+REPAIR_STEPS = ["runtime", "ready", "record"]
+
+
+@pytest.mark.parametrize(("step", "point"), list(itertools.product(WAKE_STEPS, POINTS)))
+async def test_kill_the_bot_during_a_wake_on_mention(synapse: SynapseEnv, gateway: HigressConsoleSimulator,
+                                                     tmp_path: Path, step: str, point: str) -> None:
+    worker = unique("m")
+    try:
+        await crash_then_finish(synapse, gateway, tmp_path, worker, "wake", step, point)
+        assert len(agent_processes(worker)) == 1, "one runtime, awake"
+        async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
+                               access_token=synapse.admin_token) as admin:
+            alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
+            messages = await admin.recent_messages(await admin.resolve_alias(alias), limit=50)
+        pointers = [m for m in messages if "please read it" in str(m.content.get("body", ""))]
+        assert len(pointers) == 1, "the worker is pointed at the missed message exactly once"
+        [mention] = [m for m in messages if m.content.get("body") == f"@{worker}: are you there?"]
+        assert pointers[0].content["m.relates_to"] == {"m.in_reply_to": {"event_id": mention.event_id}}
+    finally:
+        for proc in agent_processes(worker):
+            proc.terminate()
+
+
+@pytest.mark.parametrize(("step", "point"), list(itertools.product(REPAIR_STEPS, POINTS)))
+async def test_kill_the_bot_during_a_repair(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
+                                            step: str, point: str) -> None:
+    worker = unique("r")
+    try:
+        await crash_then_finish(synapse, gateway, tmp_path, worker, "repair", step, point)
+        assert len(agent_processes(worker)) == 1, "one runtime again, none twice"
+    finally:
+        for proc in agent_processes(worker):
+            proc.terminate()

@@ -1,9 +1,11 @@
 """A child process for the worker crash tests: the real worker flows on real services.
 
-Usage: ``python -m tests.chaos.worker_app CONFIG_JSON WORKER KIND`` (``create``, ``update`` or
-``delete``), with the bot's access token in ``HICLAW_TEST_BOT_TOKEN`` and the fault in
+Usage: ``python -m tests.chaos.worker_app CONFIG_JSON WORKER KIND`` (``create``, ``update``,
+``delete``, ``wake`` or ``repair``), with the bot's access token in ``HICLAW_TEST_BOT_TOKEN`` and the fault in
 ``HICLAW_FAULT``. It resumes an unfinished operation if a killed predecessor left one, else submits
-``worker.KIND`` (an update moves to image ``:2`` with a new variable); exits 0 when it succeeded.
+``worker.KIND`` (an update moves to image ``:2`` with a new variable; a wake follows a sleep and a
+mention, as wake on mention does; a repair follows the runtime's deletion behind the bot's back);
+exits 0 when it succeeded.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
 from hiclaw_bot.flows import worker as flows
-from hiclaw_bot.flows.services import open_services
+from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.types import RoomId
 from storage import Store
 
 
@@ -39,12 +42,29 @@ async def main(config_path: str, worker: str, kind: str) -> int:
                 params = {**row.spec, "model": row.model, "image": row.image, "name": worker}
             if kind == "update":
                 params.update(image="hiclaw/worker-agent:2", env={"MOOD": "calm"})
+            elif kind == "wake":
+                params = await asleep_and_mentioned(engine, services, worker)
+            elif kind == "repair":
+                await services.backend.delete(worker)  # the runtime vanishes behind the bot's back
+                params["state"] = flows.RUNNING
             op_id = (await engine.submit(f"worker.{kind}", flows.subject(worker), params)).op.op_id
         op = await engine.wait(op_id)
         await engine.stop()
     await store.close()
     print(f"op {op.op_id} {op.state} {op.failed_step or ''} {op.error or ''}")
     return 0 if op.state == "succeeded" else 1
+
+
+async def asleep_and_mentioned(engine: Engine, services: Services, worker: str) -> dict[str, Any]:
+    """Put the worker to sleep, mention it in its room: the params of the wake a mention starts."""
+    sleep = await engine.submit(flows.SLEEP, flows.subject(worker), {"name": worker})
+    assert (await engine.wait(sleep.op.op_id)).state == "succeeded"
+    row = await services.store.workers.get(worker)
+    assert row is not None
+    assert row.room_id is not None
+    room = RoomId(row.room_id)
+    event_id = await services.matrix.send_text(room, f"@{worker}: are you there?", txn_id=f"mention-{worker}")
+    return {"name": worker, "missed": {"room_id": room, "event_id": event_id, "sender": str(services.bot_user_id)}}
 
 
 if __name__ == "__main__":
