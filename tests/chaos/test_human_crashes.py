@@ -64,12 +64,7 @@ async def prepare(synapse: SynapseEnv, smtp: SmtpServer, tmp: Path) -> list[Room
     """The config, and team red's room and its worker's room (rows written as the team flows would)."""
     (tmp / "config.json").write_text(json.dumps({
         "data_dir": str(tmp / "data"),
-        "matrix": {
-            "homeserver": synapse.url, "server_name": synapse.server_name,
-            "bot": {"localpart": "hiclaw-admin", "access_token": synapse.admin_token},
-            "admins": [synapse.admin_user_id],
-            "registration": {"mode": "token", "token": synapse.registration_token},
-        },
+        "matrix": synapse.bot_matrix(),
         "storage": {"kind": "local", "directory": str(tmp / "objects")},
         "backend": {"kind": "process", "instance": "crash"},
         "mail": {"enabled": True, "host": smtp.host, "port": smtp.port, "security": "none"},

@@ -46,12 +46,7 @@ async def gateway() -> AsyncIterator[HigressConsoleSimulator]:
 def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path) -> Config:
     document = {
         "data_dir": str(tmp / "data"),
-        "matrix": {
-            "homeserver": synapse.url, "server_name": synapse.server_name,
-            "bot": {"localpart": "hiclaw-admin", "access_token": synapse.admin_token},
-            "admins": [synapse.admin_user_id],
-            "registration": {"mode": "token", "token": synapse.registration_token},
-        },
+        "matrix": synapse.bot_matrix(),
         "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
                     "gateway_url": "http://127.0.0.1:9"},
         "storage": {"kind": "local", "directory": str(tmp / "objects")},

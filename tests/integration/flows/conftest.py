@@ -42,12 +42,7 @@ async def stack(synapse: SynapseEnv, tmp_path: Path) -> AsyncIterator[Stack]:
     async with HigressConsoleSimulator(initialized=True) as gateway:
         config = Config.model_validate({
             "data_dir": str(tmp_path / "data"),
-            "matrix": {
-                "homeserver": synapse.url, "server_name": synapse.server_name,
-                "bot": {"localpart": "hiclaw-admin", "access_token": synapse.admin_token},
-                "admins": [owner_user.user_id],
-                "registration": {"mode": "token", "token": synapse.registration_token},
-            },
+            "matrix": synapse.bot_matrix(owner_user.user_id),
             "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
                         "gateway_url": "http://127.0.0.1:9"},
             "storage": {"kind": "local", "directory": str(tmp_path / "objects")},

@@ -100,12 +100,7 @@ async def world(synapse: SynapseEnv, smtp_server: SmtpServer, tmp_path: Path) ->
         owner_user = await registrar.ensure_user(owner_name, "owner-password-1")
     config = Config.model_validate({
         "data_dir": str(tmp_path / "data"),
-        "matrix": {
-            "homeserver": synapse.url, "server_name": synapse.server_name,
-            "bot": {"localpart": "hiclaw-admin", "access_token": synapse.admin_token},
-            "admins": [owner_user.user_id],
-            "registration": {"mode": "token", "token": synapse.registration_token},
-        },
+        "matrix": synapse.bot_matrix(owner_user.user_id),
         "storage": {"kind": "local", "directory": str(tmp_path / "objects")},
         "backend": {"kind": "process", "instance": unique("h")},
         "mail": {"enabled": True, "host": smtp_server.host, "port": smtp_server.port, "security": "none",
