@@ -15,7 +15,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psutil
@@ -64,16 +64,27 @@ async def run_child(config: Path, worker: str, env_extra: dict[str, str], token:
     return proc.returncode
 
 
-def agent_processes(worker: str) -> list[psutil.Process]:
+def agent_processes(worker: str | None) -> list[psutil.Process]:
+    """The reference agents running on this machine: ``worker``'s, or all of them."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
             if "hiclaw_bot.agent" in " ".join(proc.info["cmdline"] or []) and \
-                    proc.environ().get("HICLAW_WORKER_NAME") == worker:
+                    worker in (None, proc.environ().get("HICLAW_WORKER_NAME")):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+@pytest.fixture(autouse=True)
+def no_agent_left_behind() -> Iterator[None]:
+    """Whatever a test's workers left running (a failed assertion included) is stopped after it."""
+    before = {proc.pid for proc in agent_processes(None)}
+    yield
+    for proc in agent_processes(None):
+        if proc.pid not in before:
+            proc.terminate()
 
 
 async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path, worker: str,
@@ -93,25 +104,21 @@ async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulato
 async def test_kill_the_bot_then_restart(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
                                          step: str, point: str) -> None:
     worker = unique("w")
-    try:
-        await crash_then_finish(synapse, gateway, tmp_path, worker, "create", step, point)
+    await crash_then_finish(synapse, gateway, tmp_path, worker, "create", step, point)
 
-        user_id = UserId(f"@{worker}:{synapse.server_name}")
-        async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
-                               access_token=synapse.admin_token) as admin:
-            rooms = await admin.rooms_of(user_id)
-            alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
-            room_id = await admin.resolve_alias(alias)
-        assert rooms == {room_id}, "exactly one room, the aliased one"
-        consumer = names.consumer(worker)
-        assert consumer in gateway.consumers
-        for route, allowed in gateway.route_allow.items():
-            assert allowed.count(consumer) == 1, route
-        assert (tmp_path / "objects" / f"agents/{worker}/openclaw.json").exists()
-        assert len(agent_processes(worker)) == 1, "one runtime: none orphaned by the killed bot"
-    finally:
-        for proc in agent_processes(worker):
-            proc.terminate()
+    user_id = UserId(f"@{worker}:{synapse.server_name}")
+    async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
+                           access_token=synapse.admin_token) as admin:
+        rooms = await admin.rooms_of(user_id)
+        alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
+        room_id = await admin.resolve_alias(alias)
+    assert rooms == {room_id}, "exactly one room, the aliased one"
+    consumer = names.consumer(worker)
+    assert consumer in gateway.consumers
+    for route, allowed in gateway.route_allow.items():
+        assert allowed.count(consumer) == 1, route
+    assert (tmp_path / "objects" / f"agents/{worker}/openclaw.json").exists()
+    assert len(agent_processes(worker)) == 1, "one runtime: none orphaned by the killed bot"
 
 
 UPDATE_STEPS = ["mark", "config", "runtime_update", "ready", "restore"]
@@ -123,38 +130,30 @@ DELETE_STEPS = ["mark", "remove_runtime", "remove_config", "remove_gateway_auth"
 async def test_kill_the_bot_during_an_update(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
                                              step: str, point: str) -> None:
     worker = unique("u")
-    try:
-        await crash_then_finish(synapse, gateway, tmp_path, worker, "update", step, point)
-        agents = agent_processes(worker)
-        assert len(agents) == 1, "one runtime after the update"
-        assert agents[0].environ().get("MOOD") == "calm", "and it runs the new spec"
-    finally:
-        for proc in agent_processes(worker):
-            proc.terminate()
+    await crash_then_finish(synapse, gateway, tmp_path, worker, "update", step, point)
+    agents = agent_processes(worker)
+    assert len(agents) == 1, "one runtime after the update"
+    assert agents[0].environ().get("MOOD") == "calm", "and it runs the new spec"
 
 
 @pytest.mark.parametrize(("step", "point"), list(itertools.product(DELETE_STEPS, POINTS)))
 async def test_kill_the_bot_during_a_delete(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
                                             step: str, point: str) -> None:
     worker = unique("d")
-    try:
-        await crash_then_finish(synapse, gateway, tmp_path, worker, "delete", step, point)
+    await crash_then_finish(synapse, gateway, tmp_path, worker, "delete", step, point)
 
-        async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
-                               access_token=synapse.admin_token) as admin:
-            alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
-            with pytest.raises(NotFoundError):
-                await admin.resolve_alias(alias)
-            assert await admin.rooms_of(UserId(f"@{worker}:{synapse.server_name}")) == set()
-        consumer = names.consumer(worker)
-        assert consumer not in gateway.consumers
-        assert all(consumer not in allowed for allowed in gateway.route_allow.values())
-        assert not (tmp_path / "objects" / f"agents/{worker}").exists() or \
-            not any((tmp_path / "objects" / f"agents/{worker}").rglob("*.*"))
-        assert agent_processes(worker) == []
-    finally:
-        for proc in agent_processes(worker):
-            proc.terminate()
+    async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
+                           access_token=synapse.admin_token) as admin:
+        alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
+        with pytest.raises(NotFoundError):
+            await admin.resolve_alias(alias)
+        assert await admin.rooms_of(UserId(f"@{worker}:{synapse.server_name}")) == set()
+    consumer = names.consumer(worker)
+    assert consumer not in gateway.consumers
+    assert all(consumer not in allowed for allowed in gateway.route_allow.values())
+    assert not (tmp_path / "objects" / f"agents/{worker}").exists() or \
+        not any((tmp_path / "objects" / f"agents/{worker}").rglob("*.*"))
+    assert agent_processes(worker) == []
 
 
 WAKE_STEPS = ["start", "ready", "record", "notify"]
@@ -165,29 +164,21 @@ REPAIR_STEPS = ["runtime", "ready", "record"]
 async def test_kill_the_bot_during_a_wake_on_mention(synapse: SynapseEnv, gateway: HigressConsoleSimulator,
                                                      tmp_path: Path, step: str, point: str) -> None:
     worker = unique("m")
-    try:
-        await crash_then_finish(synapse, gateway, tmp_path, worker, "wake", step, point)
-        assert len(agent_processes(worker)) == 1, "one runtime, awake"
-        async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
-                               access_token=synapse.admin_token) as admin:
-            alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
-            messages = await admin.recent_messages(await admin.resolve_alias(alias), limit=50)
-        pointers = [m for m in messages if "please read it" in str(m.content.get("body", ""))]
-        assert len(pointers) == 1, "the worker is pointed at the missed message exactly once"
-        [mention] = [m for m in messages if m.content.get("body") == f"@{worker}: are you there?"]
-        assert pointers[0].content["m.relates_to"] == {"m.in_reply_to": {"event_id": mention.event_id}}
-    finally:
-        for proc in agent_processes(worker):
-            proc.terminate()
+    await crash_then_finish(synapse, gateway, tmp_path, worker, "wake", step, point)
+    assert len(agent_processes(worker)) == 1, "one runtime, awake"
+    async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
+                           access_token=synapse.admin_token) as admin:
+        alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
+        messages = await admin.recent_messages(await admin.resolve_alias(alias), limit=50)
+    pointers = [m for m in messages if "please read it" in str(m.content.get("body", ""))]
+    assert len(pointers) == 1, "the worker is pointed at the missed message exactly once"
+    [mention] = [m for m in messages if m.content.get("body") == f"@{worker}: are you there?"]
+    assert pointers[0].content["m.relates_to"] == {"m.in_reply_to": {"event_id": mention.event_id}}
 
 
 @pytest.mark.parametrize(("step", "point"), list(itertools.product(REPAIR_STEPS, POINTS)))
 async def test_kill_the_bot_during_a_repair(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
                                             step: str, point: str) -> None:
     worker = unique("r")
-    try:
-        await crash_then_finish(synapse, gateway, tmp_path, worker, "repair", step, point)
-        assert len(agent_processes(worker)) == 1, "one runtime again, none twice"
-    finally:
-        for proc in agent_processes(worker):
-            proc.terminate()
+    await crash_then_finish(synapse, gateway, tmp_path, worker, "repair", step, point)
+    assert len(agent_processes(worker)) == 1, "one runtime again, none twice"
