@@ -6,7 +6,8 @@ The orphan sweep's eyes. Each system is listed by our prefixes or labels only:
   DMs) of the rooms the bot is in — a room we made always has the bot in it; an alias put by hand
   on a room the bot never joined is not seen;
 * the gateway: consumers ``worker-*``, and ``worker-*`` entries in the AI routes' allow lists;
-* storage: the prefixes ``agents/<w>/`` and ``teams/<t>/``;
+* storage: the prefixes ``agents/<w>/`` (never ``teams/<t>/``: a deleted team's shared folder is its
+  work, kept on purpose, and only a person decides to remove it);
 * the backend: the runtimes of our instance label (``backend.list()``).
 
 A name is *claimed* when the workers or teams table has its owner, when an operation holds or
@@ -171,7 +172,7 @@ async def _consumers(services: Services) -> Iterable[Orphan]:
 
 async def _prefixes(services: Services) -> Iterable[Orphan]:
     found: set[str] = set()
-    for top in ("agents/", "teams/"):
+    for top in ("agents/",):
         for key in await services.objects.list(top):
             owner = key[len(top):].split("/", 1)[0]
             if owner:

@@ -44,8 +44,7 @@ async def make_orphans(world: World) -> set[Orphan]:
         Orphan(CONSUMER, consumer),
         *(Orphan(ROUTE, consumer, route) for route in routes),
         Orphan(PREFIX, names.worker_prefix(ghost)),
-        Orphan(PREFIX, names.team_prefix(team)),
-        Orphan(RUNTIME, ghost),
+        Orphan(RUNTIME, ghost),  # not teams/<team>/: a deleted team's shared folder is kept on purpose
     }
 
 
@@ -109,7 +108,9 @@ async def test_gc_lists_exactly_the_orphans_and_deletes_them_after_confirm(world
     assert not ghosts & {s.name for s in await services.backend.list()}
     assert not {o.name for o in orphans if o.system == CONSUMER} & set(world.gateway.consumers)
     assert not any(o.name in allowed for o in orphans for allowed in world.gateway.route_allow.values())
-    assert not [p for p in world.objects_dir.rglob("*") if p.is_file() and live not in str(p)]
+    left = {p.relative_to(world.objects_dir).as_posix() for p in world.objects_dir.rglob("*") if p.is_file()}
+    assert {p for p in left if live not in p and not p.startswith("teams/")} == set()
+    assert any(p.startswith("teams/") and p.endswith("shared/notes.md") for p in left), "the team's work stays"
 
     # The live worker kept everything.
     alias = RoomAlias(names.full_alias(names.worker_room_alias(live), services.domain))

@@ -16,7 +16,7 @@ from hiclaw_bot.flows.inventory import PREFIX, RUNTIME, Orphan, inventory
 from storage import Operation
 from tests.unit.lifecycle.conftest import Rig, add_worker
 
-ORPHANS = [Orphan(PREFIX, "agents/ghost/"), Orphan(PREFIX, "teams/gteam/"), Orphan(RUNTIME, "ghost")]
+ORPHANS = [Orphan(PREFIX, "agents/ghost/"), Orphan(PREFIX, "agents/ghost2/"), Orphan(RUNTIME, "ghost")]
 
 
 class SimulatedCrash(BaseException):
@@ -24,9 +24,10 @@ class SimulatedCrash(BaseException):
 
 
 async def furnish(rig: Rig) -> None:
-    """A live worker and three orphans (two storage prefixes and a runtime)."""
+    """A live worker, three orphans (two storage prefixes and a runtime) and a deleted team's kept work."""
     await add_worker(rig.store, "live")
-    for key in ("agents/live/openclaw.json", "agents/ghost/openclaw.json", "teams/gteam/notes.md"):
+    for key in ("agents/live/openclaw.json", "agents/ghost/openclaw.json", "agents/ghost2/notes.md",
+                "teams/gteam/notes.md"):
         await rig.services.objects.put(key, b"x")
     rig.backend.show("live", WorkerState.RUNNING)
     rig.backend.show("ghost", WorkerState.STOPPED)
@@ -58,7 +59,7 @@ async def test_a_sweep_killed_at_any_boundary_finishes_after_a_restart(rig: Rig,
     assert sub.op.op_id in await second.start()
     assert (await second.wait(sub.op.op_id)).state == "succeeded"
     await second.stop()
-    assert await rig.services.objects.list() == ["agents/live/openclaw.json"]
+    assert await rig.services.objects.list() == ["agents/live/openclaw.json", "teams/gteam/notes.md"]
     assert set(rig.backend.statuses) == {"live"}
     assert (await inventory(rig.services)).orphans == []
 
@@ -71,7 +72,8 @@ async def test_what_a_worker_claimed_since_the_proposal_is_kept(rig: Rig) -> Non
     op = await sweeper.wait(sub.op.op_id)
     await sweeper.stop()
     assert op.state == "succeeded"
-    assert sorted(await rig.services.objects.list()) == ["agents/ghost/openclaw.json", "agents/live/openclaw.json"]
+    assert sorted(await rig.services.objects.list()) == ["agents/ghost/openclaw.json", "agents/live/openclaw.json",
+                                                          "teams/gteam/notes.md"]
     assert set(rig.backend.statuses) == {"live", "ghost"}
     steps = {s.name: s.output for s in await rig.store.steps.of(op.op_id)}
     assert steps[RUNTIME]["kept"] == ["runtime ghost"]
