@@ -13,11 +13,18 @@ from hiclaw_bot.chat.permissions import Actor, ActorKind, Quota, RoomScope, Targ
 from hiclaw_bot.chat.registry import TargetSpec
 from hiclaw_bot.config import Config
 from hiclaw_bot.types import RoomId, UserId
-from storage import Store
+from storage import Store, Team
 
 TEAM_LEADER_ROLE = "team_leader"
 _HUMAN_KINDS = {"admin": ActorKind.HUMAN_ADMIN, "team": ActorKind.HUMAN_TEAM, "viewer": ActorKind.HUMAN_VIEWER}
 _GONE_STATES = frozenset({"deleting", "deleted"})
+
+
+def team_worker_limit(config: Config, team: str, row: Team | None) -> int | None:
+    """A team's worker quota: its own ``max_workers`` when it was given one, else the config's."""
+    if row is not None and row.max_workers is not None:
+        return row.max_workers
+    return config.team_limit(team)
 
 
 class Resolver:
@@ -69,10 +76,7 @@ class Resolver:
         team_hint = args.values.get(spec.team_arg) if spec.team_arg else None
         found = await self._named(spec.kind, name, str(team_hint) if team_hint else None)
         if provisioning and found.team is not None:
-            limit = self.config.team_limit(found.team)
-            team = await self.store.teams.get(found.team)
-            if team is not None and team.max_workers is not None:
-                limit = team.max_workers
+            limit = team_worker_limit(self.config, found.team, await self.store.teams.get(found.team))
             if limit is not None:
                 used = await self.store.workers.count(team=found.team)
                 found = Target(found.kind, found.name, found.team, found.exists, Quota(limit, used))

@@ -14,6 +14,7 @@ from hiclaw_bot.chat.arguments import INT, NAME, TEXT, ListOf, flag, option, pos
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, table
+from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.config import Config
 from hiclaw_bot.flows import team as flows
 from hiclaw_bot.flows import worker as worker_flows
@@ -37,11 +38,6 @@ class TeamCommands:
             return None
         return Reply.of(f"Worker `{worker}` is busy with operation {holder.op_id} ({holder.kind}, {holder.state}); "
                         f"wait for it or settle it first (`!op show {holder.op_id}`).")
-
-    def _team_limit(self, team: str, row: Team | None = None) -> int | None:
-        if row is not None and row.max_workers is not None:
-            return row.max_workers
-        return self.config.team_limit(team)
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -77,8 +73,9 @@ class TeamCommands:
         if allowed and model not in allowed:
             return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(allowed)}.")
         max_workers = ctx.args.optional("max_workers", int)
+        limit = max_workers if max_workers is not None else team_worker_limit(self.config, name, None)
         refusal = await self._quota(ctx, name, size=1 + len(members), new=1 + len(members) - len(existing),
-                                    team_limit=max_workers if max_workers is not None else self._team_limit(name))
+                                    team_limit=limit)
         if refusal is not None:
             return refusal
         params: dict[str, Any] = {
@@ -118,7 +115,7 @@ class TeamCommands:
         refusal = await self._busy(ctx, worker)
         if refusal is not None:
             return refusal
-        limit = self._team_limit(team.name, team)
+        limit = team_worker_limit(self.config, team.name, team)
         if limit is not None and await ctx.store.workers.count(team=team.name) + 1 > limit:
             return Reply.of(f"Team `{team.name}` is at its limit of {limit} workers (team max_workers).")
         await ctx.start(flows.ADD, flows.subject(team.name), {"name": team.name, "worker": worker})
@@ -163,7 +160,7 @@ class TeamCommands:
             leader = await ctx.store.workers.get(team.leader)
             workers = [*([leader] if leader else []), *workers]
         holder = await ctx.store.ops.holder(flows.subject(team.name))
-        limit = self._team_limit(team.name, team)
+        limit = team_worker_limit(self.config, team.name, team)
         title = (f"Team {team.name}: {team.state}; leader {team.leader}; "
                  f"{len(workers)} worker(s)" + (f" of at most {limit}" if limit is not None else "")
                  + f"; room {team.room_id or '–'}; leader DM {team.leader_dm_room_id or '–'}")

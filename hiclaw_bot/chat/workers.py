@@ -18,6 +18,7 @@ from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
+from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.config import Config, parse_duration
 from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
@@ -105,8 +106,7 @@ class WorkerCommands:
         if total is not None and await ctx.store.workers.count() >= total:
             return Reply.of(f"The installation is at its limit of {total} workers (quotas.max_workers).")
         if team is not None:
-            row = await ctx.store.teams.get(team)
-            limit = row.max_workers if row is not None and row.max_workers is not None else self.config.team_limit(team)
+            limit = team_worker_limit(self.config, team, await ctx.store.teams.get(team))
             if limit is not None and await ctx.store.workers.count(team=team) >= limit:
                 return Reply.of(f"Team `{team}` is at its limit of {limit} workers.")
         return None
