@@ -49,6 +49,17 @@ async def get(url: str) -> int:
         return response.status
 
 
+async def until_healthy(port: int, *, attempts: int) -> None:
+    """Until /healthz answers 200 (the standby's probe server takes a moment to listen)."""
+    for _ in range(attempts):
+        try:
+            assert await get(f"http://127.0.0.1:{port}/healthz") == 200
+            return
+        except aiohttp.ClientConnectionError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"/healthz on port {port} never answered")
+
+
 async def test_a_standby_opens_nothing_and_answers_probes(coordination: Any, kube: KubeTarget,
                                                           tmp_path: Path) -> None:
     lease, port = lease_name(), free_port()
@@ -68,12 +79,7 @@ api: {{listen: "127.0.0.1:{port}"}}
     keeper = asyncio.ensure_future(holder.hold())
     bot = asyncio.ensure_future(serve(config))
     try:
-        for _ in range(100):
-            try:
-                assert await get(f"http://127.0.0.1:{port}/healthz") == 200
-                break
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
+        await until_healthy(port, attempts=100)
         assert await get(f"http://127.0.0.1:{port}/readyz") == 503
         await asyncio.sleep(LEASE_DURATION * 1.5)  # past a lease duration: the holder renews, nothing moves
         assert not bot.done()
@@ -163,12 +169,7 @@ async def test_hiclaw_bot_run_waits_as_a_standby_and_stops_on_sigterm(coordinati
     process = await asyncio.create_subprocess_exec(str(command), "run", "--config", str(tmp_path / "config.yaml"),
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
-        for _ in range(200):
-            try:
-                assert await get(f"http://127.0.0.1:{port}/healthz") == 200
-                break
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
+        await until_healthy(port, attempts=200)
         assert await get(f"http://127.0.0.1:{port}/readyz") == 503
         assert not (tmp_path / "data").exists()
         process.send_signal(signal.SIGTERM)
