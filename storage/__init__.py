@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from storage._db import Database, Tx
+from storage._db import Database, Statement, Tx
 from storage.chatstate import AuditRepo, ConfirmationsRepo, ProcessedEventsRepo, SyncStateRepo
 from storage.entities import HumansRepo, TeamsRepo, WorkersRepo
 from storage.ledger import LedgerRepo
@@ -36,7 +36,7 @@ from storage.summary import SummaryRepo
 
 __all__ = [
     "TERMINAL_OP_STATES", "AuditEntry", "Confirmation", "Database", "Human", "OpState", "Operation",
-    "Resource", "ResourceState", "Secret", "StepRecord", "StepStatus", "Store", "Team", "Tx", "Worker",
+    "Resource", "ResourceState", "Secret", "Statement", "StepRecord", "StepStatus", "Store", "Team", "Tx", "Worker",
     "is_holder_conflict", "token_hex",
 ]
 

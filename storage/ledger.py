@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from storage._db import Tx
+from storage._db import Statement, Tx
 from storage._repo import Repo
 from storage.models import Resource, ResourceState
 
@@ -29,24 +29,44 @@ class LedgerRepo(Repo):
                      error: str | None = None, tx: Tx | None = None) -> None:
         """Insert or move a resource to ``state``; unspecified columns keep their values."""
         async with self._write(tx) as t:
-            now = t.now()
-            await t.execute(
-                "INSERT INTO resources (kind, external_name, external_id, owner, op_id, step, state,"
-                " spec_hash, attrs, last_error, created_at, updated_at, deleted_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(kind, external_name) DO UPDATE SET"
-                "  state = excluded.state, owner = excluded.owner,"
-                "  external_id = COALESCE(excluded.external_id, resources.external_id),"
-                "  op_id = COALESCE(excluded.op_id, resources.op_id),"
-                "  step = COALESCE(excluded.step, resources.step),"
-                "  spec_hash = COALESCE(excluded.spec_hash, resources.spec_hash),"
-                "  attrs = CASE WHEN excluded.attrs = '{}' THEN resources.attrs ELSE excluded.attrs END,"
-                "  last_error = excluded.last_error, updated_at = excluded.updated_at,"
-                "  deleted_at = excluded.deleted_at",
-                (kind, external_name, external_id, owner, op_id, step, state, spec_hash,
-                 json.dumps(attrs or {}, sort_keys=True), error, now, now,
-                 now if state == "deleted" else None),
+            statement = self.record_statement(
+                kind, external_name, state, owner=owner, op_id=op_id, step=step, external_id=external_id,
+                spec_hash=spec_hash, attrs=attrs, error=error, now=t.now(),
             )
+            await t.execute(statement.sql, statement.params)
+
+    @staticmethod
+    def record_statement(kind: str, external_name: str, state: ResourceState | None, *, owner: str,
+                         now: float, op_id: int | None = None, step: str | None = None,
+                         external_id: str | None = None, spec_hash: str | None = None,
+                         attrs: dict[str, Any] | None = None, error: str | None = None) -> Statement:
+        """The upsert of :meth:`record`, for a checkpoint that commits it with others in one trip.
+
+        ``state=None`` is for a resource that *observe* found: it is ``created`` when our own
+        intent or creation is on record (a crash came between our call and its checkpoint), and
+        ``adopted`` when it was there before us. SQL decides, so no read precedes the write.
+        """
+        observed = state is None
+        written: ResourceState = "adopted" if state is None else state
+        return Statement(
+            "INSERT INTO resources (kind, external_name, external_id, owner, op_id, step, state,"
+            " spec_hash, attrs, last_error, created_at, updated_at, deleted_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(kind, external_name) DO UPDATE SET"
+            "  state = CASE WHEN ? AND resources.state IN ('intended', 'created') THEN 'created'"
+            "   ELSE excluded.state END,"
+            "  owner = excluded.owner,"
+            "  external_id = COALESCE(excluded.external_id, resources.external_id),"
+            "  op_id = COALESCE(excluded.op_id, resources.op_id),"
+            "  step = COALESCE(excluded.step, resources.step),"
+            "  spec_hash = COALESCE(excluded.spec_hash, resources.spec_hash),"
+            "  attrs = CASE WHEN excluded.attrs = '{}' THEN resources.attrs ELSE excluded.attrs END,"
+            "  last_error = excluded.last_error, updated_at = excluded.updated_at,"
+            "  deleted_at = excluded.deleted_at",
+            (kind, external_name, external_id, owner, op_id, step, written, spec_hash,
+             json.dumps(attrs or {}, sort_keys=True), error, now, now,
+             now if written == "deleted" else None, int(observed)),
+        )
 
     async def by_owner(self, owner: str, *, live_only: bool = True, tx: Tx | None = None) -> list[Resource]:
         sql = "SELECT * FROM resources WHERE owner = ?"

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from storage._db import Tx
+from storage._db import Statement, Tx
 from storage._repo import Repo, assignments
 from storage.models import HOLDING_OP_STATES, Operation, OpState, StepRecord, StepStatus
 
@@ -115,22 +115,38 @@ class StepsRepo(Repo):
         return None if row is None else StepRecord.from_row(row)
 
     async def update(self, op_id: int, name: str, *, tx: Tx | None = None, **fields: Any) -> None:
-        sets, values = assignments(fields, _STEP_COLUMNS)
+        statement = self.update_statement(op_id, name, **fields)
         async with self._write(tx) as t:
-            await t.execute(
-                f"UPDATE steps SET {sets} WHERE op_id = ? AND name = ?",  # noqa: S608
-                (*values, op_id, name),
-            )
+            await t.execute(statement.sql, statement.params)
+
+    @staticmethod
+    def update_statement(op_id: int, name: str, **fields: Any) -> Statement:
+        """The UPDATE of :meth:`update`, for a checkpoint that commits it with others in one trip."""
+        sets, values = assignments(fields, _STEP_COLUMNS)
+        return Statement(f"UPDATE steps SET {sets} WHERE op_id = ? AND name = ?",  # noqa: S608
+                         (*values, op_id, name))
 
     async def bump(self, op_id: int, name: str, column: str, *, tx: Tx | None = None) -> None:
         """Add one to ``attempts`` or ``calls`` without reading the row first."""
+        statement = self.bump_statement(op_id, name, column)
+        async with self._write(tx) as t:
+            await t.execute(statement.sql, statement.params)
+
+    @staticmethod
+    def bump_statement(op_id: int, name: str, column: str) -> Statement:
         if column not in ("attempts", "calls"):
             raise ValueError(column)
-        async with self._write(tx) as t:
-            await t.execute(
-                f"UPDATE steps SET {column} = {column} + 1 WHERE op_id = ? AND name = ?",  # noqa: S608
-                (op_id, name),
-            )
+        return Statement(f"UPDATE steps SET {column} = {column} + 1 WHERE op_id = ? AND name = ?",  # noqa: S608
+                         (op_id, name))
+
+    @staticmethod
+    def mark_adopted_statement(op_id: int, name: str, kind: str, external_name: str) -> Statement:
+        """Copy "was it adopted?" from the ledger row the same transaction just wrote."""
+        return Statement(
+            "UPDATE steps SET adopted = COALESCE((SELECT state = 'adopted' FROM resources"
+            " WHERE kind = ? AND external_name = ?), 0) WHERE op_id = ? AND name = ?",
+            (kind, external_name, op_id, name),
+        )
 
     async def reset(self, op_id: int, statuses: Sequence[StepStatus], *, tx: Tx | None = None) -> None:
         """Put steps in ``statuses`` back to pending (a retry resumes from them)."""

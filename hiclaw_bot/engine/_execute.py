@@ -27,7 +27,7 @@ from hiclaw_bot.engine.events import EventBus, EventKind, ProgressEvent
 from hiclaw_bot.engine.faults import BoundaryHook
 from hiclaw_bot.engine.retry import RetryPolicy
 from hiclaw_bot.engine.steps import Done, Outcome, Skipped, Step, StepContext, dependencies
-from storage import Operation, ResourceState, Store, Tx
+from storage import Operation, ResourceState, Statement, Store
 
 log = logging.getLogger("hiclaw_bot.engine")
 
@@ -179,11 +179,11 @@ class Executor:
                 await self._commit(op, step, outcome, ctx, started, spent, observed=True, attempt=attempt)
                 return outcome
             self._boundary(op, step, "before_intent")
-            async with self.store.transaction() as tx:
-                if step.resource is not None:
-                    await self._ledger(tx, op, step, "deleting" if step.destroys else "intended")
-                await self.store.steps.update(op.op_id, step.name, tx=tx, **attempt)
-                await self.store.steps.bump(op.op_id, step.name, "calls", tx=tx)
+            intent = [self.store.steps.update_statement(op.op_id, step.name, **attempt),
+                      self.store.steps.bump_statement(op.op_id, step.name, "calls")]
+            if step.resource is not None:
+                intent.insert(0, self._ledger_statement(op, step, "deleting" if step.destroys else "intended"))
+            await self.store.db.write(intent)  # one trip, possibly one commit with other operations'
             self._boundary(op, step, "after_intent")
             outcome = await step.do(ctx)
             self._boundary(op, step, "after_call")
@@ -198,21 +198,30 @@ class Executor:
                       attempt: dict[str, Any] | None = None) -> None:
         duration_ms = (self.clock.monotonic() - started) * 1000
         external_ms = (spent[0] + (ctx.external_seconds if observed else 0.0)) * 1000
+        record = self.store.steps.update_statement(
+            op.op_id, step.name, **{**(attempt or {}),
+            "status": "skipped" if isinstance(outcome, Skipped) else "done"},
+            output=json.dumps(dict(outcome.output) if isinstance(outcome, Done) else
+                              {"skipped": outcome.reason}, sort_keys=True, default=str),
+            adopted=0, finished_at=self.store.db.now(), duration_ms=duration_ms,
+            external_ms=external_ms, error=None,
+        )
         adopted = False
-        async with self.store.transaction() as tx:
-            if isinstance(outcome, Done) and step.resource is not None:
-                state = await self._final_state(tx, step, observed)
-                adopted = state == "adopted"
-                await self._ledger(tx, op, step, state, external_id=outcome.external_id,
-                                   spec_hash=outcome.spec_hash)
-            await self.store.steps.update(
-                op.op_id, step.name, tx=tx, **{**(attempt or {}),
-                "status": "skipped" if isinstance(outcome, Skipped) else "done"},
-                output=json.dumps(dict(outcome.output) if isinstance(outcome, Done) else
-                                  {"skipped": outcome.reason}, sort_keys=True, default=str),
-                adopted=int(adopted), finished_at=self.store.db.now(), duration_ms=duration_ms,
-                external_ms=external_ms, error=None,
-            )
+        if isinstance(outcome, Done) and step.resource is not None:
+            # created, deleted, or (found by observe) decided by SQL from what the ledger holds
+            state: ResourceState | None = "deleted" if step.destroys else None if observed else "created"
+            resource = step.resource
+            results = await self.store.db.write([
+                self._ledger_statement(op, step, state, external_id=outcome.external_id,
+                                       spec_hash=outcome.spec_hash),
+                record,
+                self.store.steps.mark_adopted_statement(op.op_id, step.name, resource.kind, resource.name),
+                Statement("SELECT adopted FROM steps WHERE op_id = ? AND name = ?", (op.op_id, step.name),
+                          rows=True),
+            ])
+            adopted = bool(results[-1][0][0])
+        else:
+            await self.store.db.write([record])
         calls = self._take_calls(op, step)
         if isinstance(outcome, Skipped):
             self.emit(op, EventKind.STEP_SKIPPED, step=step.name, error=outcome.reason, calls=calls)
@@ -220,25 +229,14 @@ class Executor:
             self.emit(op, EventKind.STEP_DONE, step=step.name, duration_ms=duration_ms,
                       external_ms=external_ms, adopted=adopted, calls=calls)
 
-    async def _final_state(self, tx: Tx, step: Step, observed: bool) -> ResourceState:
-        """``created`` if we made it (now or before a crash), ``adopted`` if it was there before us."""
-        assert step.resource is not None
-        if step.destroys:
-            return "deleted"
-        if not observed:
-            return "created"
-        row = await self.store.ledger.get(step.resource.kind, step.resource.name, tx=tx)
-        if row is not None and row.state in ("intended", "created"):
-            return "created"
-        return "adopted"
-
-    async def _ledger(self, tx: Tx, op: Operation, step: Step, state: ResourceState, *,
-                      external_id: str | None = None, spec_hash: str | None = None) -> None:
+    def _ledger_statement(self, op: Operation, step: Step, state: ResourceState | None, *,
+                          external_id: str | None = None, spec_hash: str | None = None) -> Statement:
         ref = step.resource
         assert ref is not None
-        await self.store.ledger.record(ref.kind, ref.name, state, owner=ref.owner or op.subject,
-                                       op_id=op.op_id, step=step.name, external_id=external_id,
-                                       spec_hash=spec_hash, tx=tx)
+        return self.store.ledger.record_statement(
+            ref.kind, ref.name, state, owner=ref.owner or op.subject, now=self.store.db.now(), op_id=op.op_id,
+            step=step.name, external_id=external_id, spec_hash=spec_hash,
+        )
 
     # -- compensation ---------------------------------------------------------------------------
 
@@ -279,18 +277,17 @@ class Executor:
             except Exception as exc:
                 self._take_calls(op, step)
                 raise StepFailed(step.name, describe(exc)) from exc
-        async with self.store.transaction() as tx:
-            if step.resource is not None and not step.destroys and not keep:
-                await self._ledger(tx, op, step, "deleted")
-            await self.store.steps.update(op.op_id, step.name, status="compensated", tx=tx)
+        undone = [self.store.steps.update_statement(op.op_id, step.name, status="compensated")]
+        if step.resource is not None and not step.destroys and not keep:
+            undone.insert(0, self._ledger_statement(op, step, "deleted"))
+        await self.store.db.write(undone)
         self.emit(op, EventKind.STEP_COMPENSATED, step=step.name,
                   duration_ms=(time.perf_counter() - started) * 1000, adopted=keep, calls=self._take_calls(op, step))
 
     async def _undo_once(self, op: Operation, step: Step, output: Mapping[str, Any]) -> None:
         ctx = StepContext(op, self.store, {}, self._calls_of(op, step))
         if step.resource is not None and not step.destroys:
-            async with self.store.transaction() as tx:
-                await self._ledger(tx, op, step, "deleting")
+            await self.store.db.write([self._ledger_statement(op, step, "deleting")])
         try:
             await step.undo(ctx, output)
         except Exception as exc:
