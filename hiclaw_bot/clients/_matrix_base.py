@@ -57,6 +57,7 @@ class MatrixBase:
         self.server_name = server_name
         self._access_token = access_token
         self._me: UserId | None = None
+        self._default_room_version: str | None = None
 
     def user_id(self, localpart: str) -> UserId:
         return UserId(f"@{localpart}:{self.server_name}")
@@ -82,3 +83,11 @@ class MatrixBase:
         if self._me is None:
             self._me = (await self.whoami()).user_id
         return self._me
+
+    async def default_room_version(self) -> str:
+        """The version of the rooms this server creates, asked once (``/capabilities``)."""
+        if self._default_room_version is None:
+            body = await self._http.request("GET", f"{CLIENT_V3}/capabilities", token=self._auth(None))
+            versions = (body.get("capabilities") or {}).get("m.room_versions") or {}
+            self._default_room_version = str(versions.get("default", "1"))
+        return self._default_room_version

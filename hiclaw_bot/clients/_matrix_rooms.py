@@ -1,10 +1,10 @@
 """Rooms: create-or-adopt by alias, then reconcile name, meta, power levels and membership.
 
 The alias is the room's idempotency key. ``createRoom`` with ``room_alias_name`` either makes the
-room or fails with ``M_ROOM_IN_USE``, and then the alias is resolved and its room adopted: the case
-where a room was created but the reply was lost (upstream's duplicate rooms, #444/#818) becomes a
-no-op. Whether created or adopted, the room is then brought to the desired state, each part written
-only when it differs:
+room, with all its desired state in that one call (name, topic, meta, power levels, invites), or
+fails with ``M_ROOM_IN_USE``, and then the alias is resolved and its room adopted: the case where a
+room was created but the reply was lost (upstream's duplicate rooms, #444/#818) becomes a no-op.
+An adopted room is then brought to the desired state, each part written only when it differs:
 
 * power levels are **merged**: the current ``m.room.power_levels`` is read and only the ``users``
   entries we want are changed; a wholesale PUT would drop entries someone else set (an upstream trap);
@@ -90,16 +90,26 @@ class RoomsAPI(MatrixBase):
             request["topic"] = topic
         if meta is not None:
             request["initial_state"] = [{"type": ROOM_META, "state_key": "", "content": dict(meta)}]
+        if power_users:
+            # Power levels go in the createRoom call itself: a follow-up PUT is one more event for
+            # the server to author and one more round trip on a team's critical path.
+            users = dict(power_users)
+            if _creators_privileged(await self.default_room_version()):
+                users.pop(me, None)
+            else:  # the override replaces the default ``users``, which held us at 100
+                users = {me: 100, **users}
+            request["power_level_content_override"] = {"users": users}
         try:
             body = await self._http.request("POST", f"{CLIENT_V3}/createRoom", token=self._auth(None), body=request)
-            room_id, created = RoomId(str(body["room_id"])), True
         except ConflictError as exc:
             if exc.code != "M_ROOM_IN_USE":
                 raise
-            room_id, created = await self._adopt(alias), False
-        await self._reconcile(room_id, me, name=name, topic=topic, invite=set(invite),
-                              power_users=dict(power_users or {}), meta=meta, keep_others=keep_others)
-        return EnsuredRoom(room_id, alias, created)
+            room_id = await self._adopt(alias)
+            await self._reconcile(room_id, me, name=name, topic=topic, invite=set(invite),
+                                  power_users=dict(power_users or {}), meta=meta, keep_others=keep_others)
+            return EnsuredRoom(room_id, alias, created=False)
+        # Made just now from the request above: its state is the desired state, nothing to reconcile.
+        return EnsuredRoom(RoomId(str(body["room_id"])), alias, created=True)
 
     async def resolve_alias(self, alias: RoomAlias) -> RoomId:
         """The room an alias points to; ``NotFoundError`` when there is none."""

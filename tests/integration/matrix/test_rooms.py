@@ -158,3 +158,19 @@ async def test_missing_state_and_memberships_read_as_none(admin: MatrixAdmin) ->
 
     assert await admin.state(room.room_id, "m.room.topic") is None
     assert await admin.membership(room.room_id, admin.user_id(unique("nobody"))) is None
+
+
+async def test_a_new_room_gets_its_power_levels_in_the_create_call(synapse: SynapseEnv, admin: MatrixAdmin) -> None:
+    """One power-levels event, authored by createRoom: no follow-up PUT, and we keep our own power
+    (the override replaces the default ``users``; in v12 rooms the creator must stay out of it)."""
+    worker = await _user(admin)
+    room = await admin.ensure_room(unique("hiclaw-worker"), name="Worker room", invite=[worker.user_id],
+                                   power_users={synapse.admin_user_id: 100, worker.user_id: 10})
+    messages = await _raw(synapse, "GET", f"/rooms/{quote(room.room_id)}/messages?dir=f&limit=100")
+    power_events = [e for e in messages["chunk"] if e["type"] == "m.room.power_levels"]
+    assert len(power_events) == 1
+    users = power_events[0]["content"]["users"]
+    assert users[worker.user_id] == 10
+    version = await admin.default_room_version()
+    assert (synapse.admin_user_id in users) == (not version.isdigit() or int(version) < 12)
+    await admin.rename_room(room.room_id, "still ours")  # we kept the power to change state
