@@ -40,7 +40,6 @@ from hiclaw_bot.flows.team_steps import (
     Forget,
     Join,
     LeaveTeamRoom,
-    Power,
     Register,
     RemoveTeamRoom,
     SetState,
@@ -85,8 +84,7 @@ def create_steps(services: Services, engine: Engine, op: Operation) -> Sequence[
         SharedFolder(services, team, after=("register",)),
         TeamRoom(services, team, dm=False, after=("register",)),
         TeamRoom(services, team, dm=True, after=("register",)),
-        Power(services, team, after=("team_room", "leader_dm")),
-        Join(services, team, after=(*everyone, "power")),
+        Join(services, team, after=(*everyone, "team_room", "leader_dm")),
         LeaderConfig(services, team),
         SetState(services, team, ACTIVE, "record"),
     ]
@@ -100,7 +98,7 @@ def add_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Ste
     if params.get("create") is not None:
         leader = names.check_name("worker", str(params["leader"]))
         joining = CreateMember(services, engine, team, worker, leader=leader, template=params["create"], adopt=False)
-    return [joining, TeamRoom(services, team, dm=False), Power(services, team), Join(services, team),
+    return [joining, TeamRoom(services, team, dm=False), Join(services, team),
             LeaderConfig(services, team)]
 
 

@@ -75,6 +75,13 @@ class Register(TeamStep):
         await ctx.store.teams.delete(self.team)
 
 
+def team_powers(services: Services, leader: str, members: Sequence[str]) -> dict[UserId, int]:
+    """A team room's power levels: admins and leader 100, workers 0 (the DM: no workers)."""
+    domain = services.domain
+    return {**{names.user_id(w, domain): 0 for w in members},
+            **{UserId(a): 100 for a in services.config.matrix.admins}, names.user_id(leader, domain): 100}
+
+
 class TeamRoom(TeamStep):
     """The team room (leader, members, admins) or the leader's DM (leader, admins), by alias.
 
@@ -95,11 +102,14 @@ class TeamRoom(TeamStep):
 
     async def do(self, ctx: StepContext) -> Outcome:
         team = await self.row(ctx)
-        workers = [team.leader] if self.dm else [team.leader, *await member_names(ctx, self.team, team.leader)]
+        members = await member_names(ctx, self.team, team.leader)
+        workers = [team.leader] if self.dm else [team.leader, *members]
         admins = [UserId(a) for a in self.services.config.matrix.admins]
+        powers = team_powers(self.services, team.leader, [] if self.dm else members)
         async with ctx.external("matrix"):
             room = await self.services.matrix.ensure_room(
                 self.localpart, name=self.title, invite=[*admins, *map(self.user, workers)], keep_others=True,
+                power_users=powers,
                 topic=f"Team {self.team}: the leader talks to the admins here" if self.dm
                 else f"Team {self.team}: its leader and workers",
                 meta={"schemaVersion": 1, "roomKind": LEADER_DM_KIND if self.dm else TEAM_ROOM_KIND,
@@ -177,25 +187,6 @@ class RemoveTeamRoom(TeamStep):
     async def do(self, ctx: StepContext) -> Outcome:
         await self.room.undo(ctx, {})
         return Done()
-
-
-class Power(TeamStep):
-    """Merge the team's power levels into both rooms: admins and leader 100, workers 0."""
-
-    name = "power"
-
-    async def do(self, ctx: StepContext) -> Outcome:
-        team = await self.row(ctx)
-        admins = {UserId(a): 100 for a in self.services.config.matrix.admins}
-        leader = {self.user(team.leader): 100}
-        workers = {self.user(w): 0 for w in await member_names(ctx, self.team, team.leader)}
-        wanted = {team.room_id: {**workers, **admins, **leader}, team.leader_dm_room_id: {**admins, **leader}}
-        written = 0
-        async with ctx.external("matrix"):
-            for room_id, users in wanted.items():
-                if room_id is not None:
-                    written += await self.services.matrix.merge_power_levels(RoomId(room_id), users)
-        return Done({"written": written})
 
 
 class LeaveTeamRoom(TeamStep):

@@ -37,7 +37,7 @@ async def test_a_write_returns_each_statements_result(store: Store) -> None:
     results = await store.db.write([
         _insert_op("a"), _insert_op("b"), Statement("SELECT count(*) FROM operations", rows=True),
     ])
-    assert results[0] == 1 and results[1] == 2
+    assert results[:2] == [1, 2]
     assert results[2][0][0] == 2
 
 
@@ -101,10 +101,13 @@ async def test_a_transaction_that_wrote_nothing_opens_none(store: Store) -> None
 
 
 async def test_a_failed_transaction_is_rolled_back(store: Store) -> None:
-    with pytest.raises(RuntimeError):
+    async def insert_then_fail() -> None:
         async with store.db.transaction() as tx:
             await tx.execute(_insert_op("rolled-back").sql, _insert_op("rolled-back").params)
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await insert_then_fail()
     assert await _subjects(store.db) == []
     await store.db.write([_insert_op("after")])
     assert await _subjects(store.db) == ["after"]
@@ -122,7 +125,8 @@ async def test_an_observed_resource_is_created_only_if_we_intended_it(
         await store.ledger.record("room", "#x", before, owner="worker:x")  # type: ignore[arg-type]
     await store.db.write([LedgerRepo.record_statement("room", "#x", None, owner="worker:x", now=1.0)])
     row = await store.ledger.get("room", "#x")
-    assert row is not None and row.state == after
+    assert row is not None
+    assert row.state == after
 
 
 async def test_the_step_row_copies_adopted_from_the_ledger(store: Store) -> None:
@@ -134,4 +138,5 @@ async def test_the_step_row_copies_adopted_from_the_ledger(store: Store) -> None
         StepsRepo.mark_adopted_statement(op_id, "room", "room", "#x"),
     ])
     step = await store.steps.get(op_id, "room")
-    assert step is not None and step.adopted
+    assert step is not None
+    assert step.adopted

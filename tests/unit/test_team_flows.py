@@ -46,7 +46,7 @@ def test_create_steps_form_a_valid_graph(team: str, leader: str, members: list[s
     deps = dependencies(steps)
     every_member = ["leader", *(f"member_{m}" for m in members)]
     assert all(deps[name] == ("register",) for name in every_member), "members start together"
-    assert all(before(deps, name, "join") for name in [*every_member, "team_room", "leader_dm", "power"])
+    assert all(before(deps, name, "join") for name in [*every_member, "team_room", "leader_dm"])
     assert before(deps, "join", "leader_config")
     assert [s.name for s in steps][-1] == "record"
 
