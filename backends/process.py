@@ -48,6 +48,7 @@ from backends.base import (
     worker_labels,
 )
 from backends.errors import BackendError, Conflict, ExecTimeout, InvalidSpec, NotFound, UpdateFailed
+from backends.forkserver import ForkServer
 
 BACKEND = "process"
 _STATE = "state.json"
@@ -57,7 +58,9 @@ _LOG = "worker.log"
 class ProcessBackend:
     """Workers as process groups on this machine, with state under ``data_dir``.
 
-    ``default_command`` runs when a spec has no command (the reference agent, typically).
+    ``default_command`` runs when a spec has no command (the reference agent, typically);
+    with a ``launcher`` (see :mod:`backends.forkserver`), such a start is a fork of a pre-imported
+    copy of it instead.
     ``base_env`` is the only part of the bot's environment a worker sees, besides its own
     ``env``: by default ``PATH`` alone, so the bot's secrets never leak into a worker.
     """
@@ -66,7 +69,8 @@ class ProcessBackend:
 
     def __init__(self, instance: str, data_dir: str | os.PathLike[str], *,
                  default_command: Sequence[str] | None = None, base_env: Mapping[str, str] | None = None,
-                 stop_timeout: float = 10.0, settle_seconds: float = 1.0) -> None:
+                 stop_timeout: float = 10.0, settle_seconds: float = 1.0,
+                 launcher: Sequence[str] | None = None) -> None:
         check_instance(BACKEND, instance)
         self.instance = instance
         self._root = Path(data_dir) / instance
@@ -76,6 +80,7 @@ class ProcessBackend:
         self._settle_seconds = settle_seconds
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._launcher = ForkServer(BACKEND, launcher, str(self._root)) if launcher else None
 
     # -- the contract ---------------------------------------------------------------------------
 
@@ -186,12 +191,18 @@ class ProcessBackend:
     async def close(self) -> None:
         """Forget the child handles; the workers keep running and a new instance adopts them."""
         self._children.clear()
+        if self._launcher is not None:
+            await self._launcher.close()
 
     # -- processes ------------------------------------------------------------------------------
 
     async def _spawn(self, spec: WorkerSpec) -> dict[str, Any]:
         """Start ``spec``'s command; the state fields that identify the new process."""
         directory = self._dir(spec.name)
+        if spec.command is None and self._launcher is not None:
+            pid = await self._launcher.spawn(env=self._env(spec.name, spec), cwd=directory / "work",
+                                             log=directory / _LOG)
+            return self._identify(pid)
         with await asyncio.to_thread(open, directory / _LOG, "ab") as log:
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -202,11 +213,15 @@ class ProcessBackend:
                 raise BackendError(BACKEND, f"cannot start worker {spec.name}: {exc.strerror}") from exc
         self._children = {pid: child for pid, child in self._children.items() if child.returncode is None}
         self._children[process.pid] = process
+        return self._identify(process.pid)
+
+    @staticmethod
+    def _identify(pid: int) -> dict[str, Any]:
         try:
-            create_time = psutil.Process(process.pid).create_time()
+            create_time = psutil.Process(pid).create_time()
         except psutil.NoSuchProcess:
             create_time = None  # exited already; status reports it
-        return {"pid": process.pid, "create_time": create_time,
+        return {"pid": pid, "create_time": create_time,
                 "started_at": datetime.now(UTC).isoformat(), "exit_code": None}
 
     def _alive(self, state: Mapping[str, Any]) -> bool:
@@ -277,7 +292,7 @@ class ProcessBackend:
         code = await self._exit_code(state)
         if code == 0:
             return WorkerStatus(name, WorkerState.STOPPED, spec.image, spec.spec_hash, started, "exited with code 0")
-        detail = f"exited with code {code}" if code is not None else "exited (code unknown: started by another bot)"
+        detail = f"exited with code {code}" if code is not None else "exited (code unknown: not our child)"
         return WorkerStatus(name, WorkerState.FAILED, spec.image, spec.spec_hash, started, detail)
 
     # -- state ----------------------------------------------------------------------------------

@@ -72,9 +72,11 @@ def make_backend(config: Config) -> WorkerBackend:
                                  context=k8s.context, in_cluster=k8s.in_cluster)
     from backends.process import ProcessBackend
 
-    command = settings.process.command or [sys.executable, "-m", "hiclaw_bot.agent"]
+    process = settings.process
+    command = process.command or [sys.executable, "-m", "hiclaw_bot.agent"]
+    launcher = [sys.executable, "-m", "hiclaw_bot.agent.launcher"] if process.preload and not process.command else None
     return ProcessBackend(settings.instance, config.data_dir / "workers", default_command=command,
-                          stop_timeout=settings.process.grace_period)
+                          stop_timeout=process.grace_period, launcher=launcher)
 
 
 async def open_objects(config: Config) -> ObjectStore:

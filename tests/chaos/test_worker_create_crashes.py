@@ -48,7 +48,10 @@ def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulat
         "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
                     "gateway_url": "http://127.0.0.1:9"},
         "storage": {"kind": "local", "directory": str(tmp / "objects")},
-        "backend": {"kind": "process", "instance": "crash"},
+        # A fresh interpreter per agent: these tests find a worker's runtimes by the environment in
+        # /proc, which a forked (preloaded) agent does not show. tests/integration/backends/test_launcher.py
+        # covers the launcher.
+        "backend": {"kind": "process", "instance": "crash", "process": {"preload": False}},
         "lifecycle": {"ready_timeout": "40s"},
     }))
 
