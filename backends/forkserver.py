@@ -26,6 +26,8 @@ from pathlib import Path
 from backends.errors import BackendError
 
 _START_TIMEOUT = 30.0
+_LAUNCHER_ENV = ("PATH", "PYTHONPATH")
+"""All the launcher gets of our environment: where to find its code. Its children get the worker's."""
 
 
 def _private_dir() -> Path:
@@ -92,7 +94,8 @@ class ForkServer:
         path = self.path
         self._server = await asyncio.create_subprocess_exec(
             *self._command, str(path), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, start_new_session=True, env={"PATH": os.environ.get("PATH", "")})
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+            env={name: os.environ[name] for name in _LAUNCHER_ENV if name in os.environ})
         deadline = time.monotonic() + _START_TIMEOUT
         while not path.exists():
             if self._server.returncode is not None or time.monotonic() > deadline:

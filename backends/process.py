@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+import logging
 import os
 import shutil
 import signal
@@ -51,6 +52,7 @@ from backends.errors import BackendError, Conflict, ExecTimeout, InvalidSpec, No
 from backends.forkserver import ForkServer
 
 BACKEND = "process"
+logger = logging.getLogger(__name__)
 _STATE = "state.json"
 _LOG = "worker.log"
 
@@ -200,9 +202,12 @@ class ProcessBackend:
         """Start ``spec``'s command; the state fields that identify the new process."""
         directory = self._dir(spec.name)
         if spec.command is None and self._launcher is not None:
-            pid = await self._launcher.spawn(env=self._env(spec.name, spec), cwd=directory / "work",
-                                             log=directory / _LOG)
-            return self._identify(pid)
+            try:
+                pid = await self._launcher.spawn(env=self._env(spec.name, spec), cwd=directory / "work",
+                                                 log=directory / _LOG)
+                return self._identify(pid)
+            except (BackendError, OSError) as exc:  # the preload is a speed-up: a fresh start still works
+                logger.warning("starting worker %s without the launcher: %s", spec.name, exc)
         with await asyncio.to_thread(open, directory / _LOG, "ab") as log:
             try:
                 process = await asyncio.create_subprocess_exec(

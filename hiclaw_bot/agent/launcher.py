@@ -1,4 +1,4 @@
-"""``python -m hiclaw_bot.agent.launcher SOCKET``: the reference agent, imported once, forked per start.
+"""``hiclaw-agent-launcher SOCKET``: the reference agent, imported once, forked per start.
 
 Why: a fresh agent spends most of its start-up importing matrix-nio and botocore (about 0.9 CPU
 seconds, several seconds when a team's six agents start at once on two cores). The launcher pays
@@ -167,5 +167,9 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> None:
             pass
 
 
-if __name__ == "__main__":
+def main() -> None:
     serve(Path(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()

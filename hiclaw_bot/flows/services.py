@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from backends import WorkerBackend
 from hiclaw_bot.agent.env import LocalStorage, S3Storage
@@ -74,9 +75,15 @@ def make_backend(config: Config) -> WorkerBackend:
 
     process = settings.process
     command = process.command or [sys.executable, "-m", "hiclaw_bot.agent"]
-    launcher = [sys.executable, "-m", "hiclaw_bot.agent.launcher"] if process.preload and not process.command else None
+    launcher = _agent_launcher() if process.preload and not process.command else None
     return ProcessBackend(settings.instance, config.data_dir / "workers", default_command=command,
                           stop_timeout=process.grace_period, launcher=launcher)
+
+
+def _agent_launcher() -> list[str]:
+    """The launcher's console script beside our interpreter (a name of its own in ``ps``), else the module."""
+    script = Path(sys.executable).with_name("hiclaw-agent-launcher")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hiclaw_bot.agent.launcher"]
 
 
 async def open_objects(config: Config) -> ObjectStore:
