@@ -77,9 +77,9 @@ async def test_a_preloaded_start_is_a_worker_like_any_other(tmp_path: Path, back
     assert os.getsid(pid) == pid, "a session of its own, so a stop signals the whole group"
     workdir = str(tmp_path / "workers" / "bot" / name / "work")
     await until(lambda: process.cwd() == workdir)
-    # /proc/<pid>/environ keeps the block the launcher was exec'd with (PATH only, no secret): the
-    # worker's own environment is what the agent reads, and it is exactly the spec's.
-    assert process.environ() == {"PATH": os.environ.get("PATH", os.defpath)}
+    # /proc/<pid>/environ keeps the block the launcher was exec'd with (where to find code, no
+    # secret): the worker's own environment is what the agent reads, and it is exactly the spec's.
+    assert set(process.environ()) <= {"PATH", "PYTHONPATH"}
     await until(lambda: f"agent for worker {name} starting" in backend._root.joinpath(name, "worker.log")
                      .read_text())
 
