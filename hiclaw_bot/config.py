@@ -140,6 +140,8 @@ class S3StorageConfig(_Model):
     secret_key: SecretStr
     region: str = "us-east-1"
     path_style: bool = True
+    iam_endpoint: str | None = None
+    """Where workers' own identities are made (AWS IAM calls); by default the S3 endpoint (SeaweedFS)."""
 
 
 class LocalStorageConfig(_Model):

@@ -152,9 +152,18 @@ class S3ObjectStore:
         return store
 
     async def _ensure_bucket(self, region: str) -> None:
-        with contextlib.suppress(NotFoundError), self._errors("head bucket", ""):
-            await self._client.head_bucket(Bucket=self.bucket)
+        try:
+            with self._errors("head bucket", ""):
+                await self._client.head_bucket(Bucket=self.bucket)
             return
+        except NotFoundError:
+            pass
+        except UnauthorizedError as exc:
+            if exc.code in ("AccessDenied", "403"):
+                # A worker's own key may not look at the bucket, only at its prefixes in it. (A HEAD
+                # answer has no body, so a wrong secret looks the same; the first read says which.)
+                return
+            raise
         try:
             if region == "us-east-1":
                 await self._client.create_bucket(Bucket=self.bucket)

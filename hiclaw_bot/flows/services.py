@@ -9,10 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backends import WorkerBackend
-from hiclaw_bot.agent.env import LocalStorage, S3Storage
 from hiclaw_bot.clients.higress import HigressClient
 from hiclaw_bot.clients.matrix_admin import (
     AppServiceRegistration,
@@ -21,6 +20,7 @@ from hiclaw_bot.clients.matrix_admin import (
     TokenRegistration,
 )
 from hiclaw_bot.clients.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from hiclaw_bot.clients.storage_identity import IamIdentities, LocalIdentities, StorageIdentities
 from hiclaw_bot.config import Config, HigressConfig, LocalStorageConfig
 from hiclaw_bot.types import UserId
 from storage import Store
@@ -36,20 +36,12 @@ class Services:
     objects: ObjectStore
     backend: WorkerBackend
     bot_user_id: UserId
+    identities: StorageIdentities = field(default_factory=LocalIdentities)
+    """Each worker's own key to the object store: the master key in ``config`` never leaves the bot."""
 
     @property
     def domain(self) -> str:
         return self.config.matrix.server_name
-
-    def storage_settings(self) -> LocalStorage | S3Storage:
-        """How a worker reaches its files (the same store the bot writes to)."""
-        storage = self.config.storage
-        if isinstance(storage, LocalStorageConfig):
-            return LocalStorage(storage.directory)
-        return S3Storage(endpoint=storage.endpoint, bucket=storage.bucket,
-                         access_key=storage.access_key.get_secret_value(),
-                         secret_key=storage.secret_key.get_secret_value(),
-                         region=storage.region, path_style=storage.path_style)
 
 
 def make_backend(config: Config) -> WorkerBackend:
@@ -75,6 +67,18 @@ def make_backend(config: Config) -> WorkerBackend:
     command = settings.process.command or [sys.executable, "-m", "hiclaw_bot.agent"]
     return ProcessBackend(settings.instance, config.data_dir / "workers", default_command=command,
                           stop_timeout=settings.process.grace_period)
+
+
+async def open_identities(config: Config) -> StorageIdentities:
+    """The store's identity service (IAM on the S3 endpoint unless ``iam_endpoint`` says otherwise)."""
+    storage = config.storage
+    if isinstance(storage, LocalStorageConfig):
+        return LocalIdentities()
+    return await IamIdentities.open(
+        bucket=storage.bucket, access_key=storage.access_key.get_secret_value(),
+        secret_key=storage.secret_key.get_secret_value(), endpoint_url=storage.iam_endpoint or storage.endpoint,
+        region=storage.region,
+    )
 
 
 async def open_objects(config: Config) -> ObjectStore:
@@ -114,8 +118,10 @@ async def open_services(config: Config, store: Store, *, bot_token: str,
                               config.gateway.password.get_secret_value()))
         objects = await open_objects(config)
         stack.push_async_callback(objects.close)
+        identities = await open_identities(config)
+        stack.push_async_callback(identities.close)
         if backend is None:
             backend = make_backend(config)
             stack.push_async_callback(backend.close)
         yield Services(config=config, store=store, matrix=matrix, gateway=gateway, objects=objects,
-                       backend=backend, bot_user_id=await matrix.me())
+                       backend=backend, bot_user_id=await matrix.me(), identities=identities)
