@@ -28,7 +28,7 @@ import os
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -44,9 +44,6 @@ from hiclaw_bot.clients.errors import (
     TransientClientError,
     UnauthorizedError,
 )
-
-if TYPE_CHECKING:
-    from types_aiobotocore_iam import IAMClient
 
 __all__ = ["IamIdentities", "Identity", "LocalIdentities", "StorageIdentities", "policy_document"]
 
@@ -116,7 +113,8 @@ def policy_document(bucket: str, prefixes: Sequence[str]) -> dict[str, Any]:
 class IamIdentities:
     """IAM users scoped to prefixes of one bucket. Open with :meth:`open`, release with :meth:`close`."""
 
-    def __init__(self, client: IAMClient, bucket: str, stack: AsyncExitStack) -> None:
+    def __init__(self, client: Any, bucket: str, stack: AsyncExitStack) -> None:
+        # ``Any``: the pinned stubs cover the S3 client only, and the IAM stubs are not in our index.
         self._client = client
         self.bucket = bucket
         self._stack = stack
@@ -139,9 +137,11 @@ class IamIdentities:
 
     async def observe(self, name: str) -> Identity | None:
         try:
-            keys = await self._keys(name)
+            with _errors(f"get user {name}"):
+                await self._client.get_user(UserName=name)
         except NotFoundError:
             return None
+        keys = await self._keys(name)
         return Identity(name, access_key=keys[0] if len(keys) == 1 else None)
 
     async def ensure(self, name: str, prefixes: Sequence[str], *, known_key: str | None) -> Identity:
@@ -166,10 +166,9 @@ class IamIdentities:
             await self._client.put_user_policy(UserName=name, PolicyName=POLICY_NAME, PolicyDocument=document)
 
     async def delete(self, name: str) -> None:
-        try:
-            keys = await self._keys(name)
-        except NotFoundError:
+        if await self.observe(name) is None:
             return
+        keys = await self._keys(name)
         with _errors(f"delete user {name}"):
             for key in keys:
                 await _tolerate(self._client.delete_access_key(UserName=name, AccessKeyId=key), _GONE)

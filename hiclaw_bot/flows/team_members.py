@@ -20,9 +20,9 @@ from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows import worker as worker_flows
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.flows.worker_identity import regrant
 from hiclaw_bot.flows.team_steps import LEADER_ROLE, WORKER_ROLE, TeamStep
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
+from hiclaw_bot.flows.worker_identity import regrant
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN, GATEWAY_KEY
 from hiclaw_bot.types import RoomId, TeamName, UserId, WorkerName
 from storage import Operation, Worker

@@ -21,8 +21,8 @@ from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.flows.worker_identity import worker_storage
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
+from hiclaw_bot.flows.worker_identity import worker_storage
 from hiclaw_bot.types import RoomId, UserId, WorkerName
 from storage import token_hex
 
