@@ -161,6 +161,19 @@ class KubernetesBackendConfig(_Model):
     kubeconfig: Path | None = None
     context: str | None = None
     in_cluster: bool = False
+    allowed_registries: list[str] = Field(default_factory=list)
+    """As Docker's: images from these registries (besides local ones and the default image)."""
+
+
+class ResourcesConfig(_Model):
+    """A worker's CPU and memory limit unless its create or update says otherwise (``--cpus``,
+    ``--memory``): one worker must not starve the bot or its neighbours."""
+
+    cpus: str = "1"
+    memory: str = "1Gi"
+    cpus_request: str = "100m"
+    """What the scheduler reserves (Kubernetes requests, Docker's shares); never above the limit."""
+    memory_request: str = "256Mi"
 
 
 class ProcessBackendConfig(_Model):
@@ -177,6 +190,7 @@ class BackendConfig(_Model):
     ready_check: Literal["agent", "running"] = "agent"
     """When a started worker counts as ready: its agent reports a first sync after the start
     (``state/activity.json``, as the reference agent writes it), or merely its runtime is up."""
+    resources: ResourcesConfig = ResourcesConfig()
     docker: DockerBackendConfig = DockerBackendConfig()
     kubernetes: KubernetesBackendConfig = KubernetesBackendConfig()
     process: ProcessBackendConfig = ProcessBackendConfig()

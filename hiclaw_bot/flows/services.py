@@ -54,14 +54,16 @@ def make_backend(config: Config) -> WorkerBackend:
         return DockerBackend(
             settings.instance, base_url=docker.host, network_mode=docker.network,
             policy=DockerPolicy(allowed_registries=tuple(docker.allowed_registries),
-                                allow_host_network=docker.network == "host"),
+                                allow_host_network=docker.network == "host", default_image=settings.default_image),
         )
     if settings.kind == "kubernetes":
         from backends.kubernetes import KubernetesBackend
+        from backends.policy import ImagePolicy
 
         k8s = settings.kubernetes
         return KubernetesBackend(settings.instance, namespace=k8s.namespace, kubeconfig=k8s.kubeconfig,
-                                 context=k8s.context, in_cluster=k8s.in_cluster)
+                                 context=k8s.context, in_cluster=k8s.in_cluster,
+                                 policy=ImagePolicy(tuple(k8s.allowed_registries), settings.default_image))
     from backends.process import ProcessBackend
 
     command = settings.process.command or [sys.executable, "-m", "hiclaw_bot.agent"]

@@ -15,7 +15,8 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from backends import NotFound, WorkerSpec, WorkerState
+from backends import NotFound, Resources, WorkerSpec, WorkerState
+from backends.base import parse_quantity
 from hiclaw_bot.agent.env import StorageAccess, worker_env
 from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
@@ -300,9 +301,18 @@ def worker_spec(services: Services, worker: str, params: Mapping[str, Any], stor
     are, with the worker's own key (``storage``), never the bot's."""
     env = {**dict(params.get("env", {})), **worker_env(storage, worker)}
     command = params.get("command")
+    defaults = services.config.backend.resources
+    cpus, memory = str(params.get("cpus") or defaults.cpus), str(params.get("memory") or defaults.memory)
     return WorkerSpec(name=worker, image=str(params["image"]), env=env,
                       command=[str(arg) for arg in command] if command else None,
-                      labels={"role": str(params.get("role", "worker"))})
+                      labels={"role": str(params.get("role", "worker"))},
+                      resources=Resources(cpu_limit=cpus, memory_limit=memory,
+                                          cpu_request=_at_most(defaults.cpus_request, cpus),
+                                          memory_request=_at_most(defaults.memory_request, memory)))
+
+
+def _at_most(request: str, limit: str) -> str:
+    return request if parse_quantity(request) <= parse_quantity(limit) else limit
 
 
 async def spec_of(services: Services, ctx: StepContext, worker: str, params: Mapping[str, Any]) -> WorkerSpec:

@@ -38,7 +38,7 @@ def engine(dockerd: DockerEngine) -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def worker(name: str, image: str = "hiclaw-test/busybox:1", **env: str) -> WorkerSpec:
+def worker(name: str, image: str = "localhost/hiclaw-test/busybox:1", **env: str) -> WorkerSpec:
     return WorkerSpec(name, image, WORKER_COMMAND, env or {"GREETING": "hello"})
 
 
@@ -100,7 +100,7 @@ async def test_an_unreachable_engine_is_transient() -> None:
 
 
 async def test_the_container_it_makes(backend: DockerBackend, engine: docker.DockerClient) -> None:
-    spec = WorkerSpec(unique(), "hiclaw-test/busybox:1", WORKER_COMMAND, {"GREETING": "hi"}, {"team": "a"},
+    spec = WorkerSpec(unique(), "localhost/hiclaw-test/busybox:1", WORKER_COMMAND, {"GREETING": "hi"}, {"team": "a"},
                       Resources(cpu_limit="500m", memory_limit="64Mi", memory_request="32Mi"))
     ref = await backend.create(spec)
     container = engine.containers.get(f"hiclaw-worker-{spec.name}")
@@ -121,7 +121,7 @@ async def test_update_replaces_the_container_under_the_same_name(backend: Docker
     name = unique()
     old = await backend.create(worker(name))
     await backend.start(name)
-    await backend.update(name, worker(name, "hiclaw-test/busybox:2"))
+    await backend.update(name, worker(name, "localhost/hiclaw-test/busybox:2"))
     containers = engine.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
     assert [c.name for c in containers] == [f"hiclaw-worker-{name}"]
     assert containers[0].id != old.external_id
@@ -134,7 +134,7 @@ async def test_failed_update_removes_the_new_container(backend: DockerBackend, e
     old = await backend.create(worker(name))
     await backend.start(name)
     with pytest.raises(UpdateFailed, match="exited with code 3"):
-        await backend.update(name, WorkerSpec(name, "hiclaw-test/busybox:2", ["sh", "-c", "exit 3"]))
+        await backend.update(name, WorkerSpec(name, "localhost/hiclaw-test/busybox:2", ["sh", "-c", "exit 3"]))
     with pytest.raises(UpdateFailed, match="could not create the new container"):
         await backend.update(name, worker(name, "hiclaw-test/not-imported:1"))
     containers = engine.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
@@ -148,10 +148,10 @@ async def test_readiness_command_decides_an_update(dockerd: DockerEngine) -> Non
     try:
         await backend.create(worker(name))
         await backend.start(name)
-        never_ready = WorkerSpec(name, "hiclaw-test/busybox:2", WORKER_COMMAND, {"GREETING": "never"})
+        never_ready = WorkerSpec(name, "localhost/hiclaw-test/busybox:2", WORKER_COMMAND, {"GREETING": "never"})
         with pytest.raises(UpdateFailed, match="readiness command never succeeded"):
             await backend.update(name, never_ready)
-        ready = WorkerSpec(name, "hiclaw-test/busybox:2", ["sh", "-c", "touch ready; exec sleep 600"])
+        ready = WorkerSpec(name, "localhost/hiclaw-test/busybox:2", ["sh", "-c", "touch ready; exec sleep 600"])
         await backend.update(name, ready)
         assert (await backend.status(name)).spec_hash == ready.spec_hash
     finally:
@@ -164,11 +164,11 @@ async def test_an_interrupted_update_is_finished_by_the_next_call(backend: Docke
     """The bot died after removing the old container and before renaming the new one."""
     name = unique()
     await backend.create(worker(name))
-    new_spec = worker(name, "hiclaw-test/busybox:2")
+    new_spec = worker(name, "localhost/hiclaw-test/busybox:2")
     engine.containers.get(f"hiclaw-worker-{name}").remove(force=True)
     labels = {LABEL_WORKER: name, LABEL_SPEC_HASH: new_spec.spec_hash, LABEL_INSTANCE: backend.instance}
-    engine.containers.run("hiclaw-test/busybox:2", WORKER_COMMAND, name=f"hiclaw-worker-{name}.next", labels=labels,
-                          init=True, network_mode="none", detach=True)
+    engine.containers.run("localhost/hiclaw-test/busybox:2", WORKER_COMMAND, name=f"hiclaw-worker-{name}.next",
+                          labels=labels, init=True, network_mode="none", detach=True)
     assert (await backend.status(name)).spec_hash == new_spec.spec_hash  # observed, not yet moved
     await backend.start(name)  # a call that changes the worker finishes the rename
     assert [c.name for c in engine.containers.list(filters={"label": f"{LABEL_WORKER}={name}"})] == [
