@@ -69,7 +69,8 @@ BACKEND = "docker"
 NEXT_SUFFIX = ".next"
 _RESERVED_OPTIONS = frozenset({"name", "image", "command", "environment", "labels", "init", "detach",
                                "network_mode", "nano_cpus", "cpu_shares", "mem_limit", "mem_reservation",
-                               "user", "security_opt", "cap_drop", "read_only", "pids_limit", "tmpfs"})
+                               "user", "security_opt", "cap_drop", "read_only", "pids_limit", "tmpfs",
+                               "working_dir"})
 WORKER_USER = "10001:10001"
 """The worker image's unprivileged user (``docker/worker-agent``); forced whatever the image says."""
 WORK_DIR = "/home/worker"
@@ -82,7 +83,7 @@ def confinement() -> dict[str, Any]:
     The agent needs no capability (it binds no low port, owns no file it did not make, changes no
     uid), so none is kept, and nothing it runs may gain one (``no-new-privileges`` stops setuid
     binaries). The image cannot be changed from inside: the agent writes to two tmpfs, ``/tmp``
-    and its home (the work directory); its files of record live in object storage. The pids limit
+    and its home (the work directory it starts in); its files of record live in object storage. The pids limit
     keeps a fork bomb inside its own container.
     """
     return {
@@ -93,6 +94,7 @@ def confinement() -> dict[str, Any]:
         "tmpfs": {"/tmp": "rw,nosuid,nodev,size=64m",  # noqa: S108 -- the container's own tmpfs
                   WORK_DIR: "rw,nosuid,nodev,size=256m,uid=10001,gid=10001,mode=0700"},
         "pids_limit": PIDS_LIMIT,
+        "working_dir": WORK_DIR,
     }
 
 

@@ -33,11 +33,11 @@ def normalise_image(image: str) -> str:
     A short name is Docker Hub's, not "local": checking the registry of the name as written let
     ``attacker/x`` through any allow list.
     """
-    if image_registry(image) is not None:
-        return image
     first, sep, _ = image.partition("/")
     if first in ("index.docker.io", "registry-1.docker.io"):
         return DOCKER_HUB + image[len(first):]
+    if image_registry(image) is not None:
+        return image
     return f"{DOCKER_HUB}/{image}" if sep else f"{DOCKER_HUB}/library/{image}"
 
 
