@@ -180,6 +180,9 @@ class ProcessBackendConfig(_Model):
     command: list[str] | None = None
     """The worker command; unset: the reference agent (``python -m hiclaw_bot.agent``)."""
     grace_period: Duration = 5.0
+    confine: bool = True
+    """When the bot runs as root, run each worker under a uid and gid of its own (from ``uid_base``)."""
+    uid_base: int = Field(default=2_000_000, ge=1000, le=2**31 - 1_000_002)
 
 
 class BackendConfig(_Model):
@@ -249,8 +252,9 @@ class ApiConfig(_Model):
 class MailConfig(_Model):
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(default=25, gt=0, lt=65536)
-    security: Literal["none", "starttls", "tls"] = "none"
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    """A welcome mail carries a password: plaintext (``none``) only when set on purpose."""
     username: str | None = None
     password: SecretStr | None = None
     sender: str = "hiclaw@localhost"

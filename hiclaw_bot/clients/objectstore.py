@@ -158,12 +158,17 @@ class S3ObjectStore:
             return
         except NotFoundError:
             pass
-        except UnauthorizedError as exc:
-            if exc.code in ("AccessDenied", "403"):
-                # A worker's own key may not look at the bucket, only at its prefixes in it. (A HEAD
-                # answer has no body, so a wrong secret looks the same; the first read says which.)
-                return
-            raise
+        except UnauthorizedError:
+            # A worker's own key may not look at the bucket, only at its prefixes in it. A HEAD
+            # answer has no body, so ask again with a GET, whose answer names the reason: a key
+            # that is valid but scoped is AccessDenied, a wrong one SignatureDoesNotMatch.
+            try:
+                with self._errors("list bucket", ""):
+                    await self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            except UnauthorizedError as denied:
+                if denied.code != "AccessDenied":
+                    raise
+            return
         try:
             if region == "us-east-1":
                 await self._client.create_bucket(Bucket=self.bucket)
@@ -285,8 +290,22 @@ def _content_type(key: str) -> str:
 # A local directory
 
 
+def _make_dirs(directory: Path) -> None:
+    """``mkdir -p`` with every new level 0700: a worker's files are nobody else's to list."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for level in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            level.mkdir(mode=0o700)
+
+
 class LocalObjectStore:
     """A directory as an object store (the embedded default): one file per key under ``root``.
+
+    Files are 0600 and directories 0700: on a machine shared with workers, the bot's copies of
+    every worker's config (with its Matrix token and gateway key) are the bot's alone.
 
     Temporary files live in ``root/.hiclaw-tmp`` (same filesystem, so ``os.replace`` is atomic),
     and that name is reserved. File I/O runs in threads to keep the event loop free.
@@ -295,7 +314,7 @@ class LocalObjectStore:
     system = "localfs"
 
     def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root = root.resolve()
         self._tmp = self.root / _TMP_DIR
 
@@ -309,9 +328,9 @@ class LocalObjectStore:
         return path
 
     def _temp_file(self, data: bytes) -> Path:
-        self._tmp.mkdir(exist_ok=True)
+        self._tmp.mkdir(exist_ok=True, mode=0o700)
         temp = self._tmp / uuid.uuid4().hex
-        with temp.open("wb") as handle:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -324,7 +343,7 @@ class LocalObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 if content_hash(path.read_bytes()) == content_hash(data):
                     return False
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs(path.parent)
             os.replace(self._temp_file(data), path)
             return True
 
@@ -334,7 +353,7 @@ class LocalObjectStore:
         path = self._path(key)
 
         def write() -> bool:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs(path.parent)
             temp = self._temp_file(data)
             try:
                 os.link(temp, path)  # fails if the key exists: create-if-absent in one step

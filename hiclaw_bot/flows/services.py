@@ -64,11 +64,17 @@ def make_backend(config: Config) -> WorkerBackend:
         return KubernetesBackend(settings.instance, namespace=k8s.namespace, kubeconfig=k8s.kubeconfig,
                                  context=k8s.context, in_cluster=k8s.in_cluster,
                                  policy=ImagePolicy(tuple(k8s.allowed_registries), settings.default_image))
+    from backends.confinement import Confinement, can_confine
     from backends.process import ProcessBackend
 
     command = settings.process.command or [sys.executable, "-m", "hiclaw_bot.agent"]
+    confinement = None
+    if settings.process.confine and can_confine():
+        confinement = Confinement(uid_base=settings.process.uid_base)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.data_dir.chmod(0o711)  # workers pass through to their own directory; they list nothing
     return ProcessBackend(settings.instance, config.data_dir / "workers", default_command=command,
-                          stop_timeout=settings.process.grace_period)
+                          stop_timeout=settings.process.grace_period, confinement=confinement)
 
 
 async def open_identities(config: Config) -> StorageIdentities:
