@@ -86,6 +86,11 @@ class ProcessBackend:
         self._locks: dict[str, asyncio.Lock] = {}
         self._confinement = confinement
 
+    @property
+    def confinement(self) -> Confinement | None:
+        """The uids workers run as, or ``None`` when they run as the bot's user."""
+        return self._confinement
+
     # -- the contract ---------------------------------------------------------------------------
 
     async def create(self, spec: WorkerSpec, *, replace: bool = False) -> BackendRef:

@@ -21,13 +21,15 @@ with exactly one user holding exactly one key that the bot knows.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -195,15 +197,44 @@ class IamIdentities:
 class LocalIdentities:
     """``storage.kind: local``: no keys; a worker is handed only its own directory.
 
-    Nothing exists on the server side, so there is nothing to observe, list or delete: the
-    directory is the worker's prefix, which the config step writes and the delete removes.
+    With ``owner`` (the uid and gid a confined worker runs as, by identity name), ``ensure`` makes
+    the worker's own prefix its own (0700, owned by it, with everything in it) and the folders above
+    passable but not listable (0711), so it reaches its files and no one else's; the store gives
+    what it writes later the owner of the directory it lands in. A team's shared folder cannot
+    belong to several uids, so on a local store it stays the bot's (see docs/SECURITY.md).
+
+    Without ``owner`` (workers run as the bot's user) there is nothing to do. Nothing exists apart
+    from the directory, so there is nothing to list or delete: the delete removes the prefix.
     """
+
+    def __init__(self, root: Path | None = None, owner: Callable[[str], tuple[int, int]] | None = None) -> None:
+        self.root = root
+        self.owner = owner
 
     async def observe(self, name: str) -> Identity | None:
         return Identity(name)
 
     async def ensure(self, name: str, prefixes: Sequence[str], *, known_key: str | None) -> Identity:
+        if self.root is not None and self.owner is not None:
+            await asyncio.to_thread(self._give, self.root, self.owner(name), prefixes)
         return Identity(name, prefixes=tuple(prefixes))
+
+    @staticmethod
+    def _give(root: Path, ids: tuple[int, int], prefixes: Sequence[str]) -> None:
+        for prefix in prefixes:
+            if not prefix.startswith("agents/"):
+                continue
+            own = root / prefix
+            own.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for passage in (root, *[root / p for p in Path(prefix).parents if str(p) != "."]):
+                if passage != own:
+                    passage.chmod(0o711)
+            for directory, subdirs, files in os.walk(own):
+                os.chown(directory, *ids)
+                os.chmod(directory, 0o700)
+                for entry in (*subdirs, *files):
+                    if not (Path(directory) / entry).is_symlink():
+                        os.chown(Path(directory) / entry, *ids)
 
     async def grant(self, name: str, prefixes: Sequence[str]) -> None:
         return None

@@ -22,6 +22,7 @@ from hiclaw_bot.clients.matrix_admin import (
 from hiclaw_bot.clients.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from hiclaw_bot.clients.storage_identity import IamIdentities, LocalIdentities, StorageIdentities
 from hiclaw_bot.config import Config, HigressConfig, LocalStorageConfig
+from hiclaw_bot.flows import names
 from hiclaw_bot.types import UserId
 from storage import Store
 
@@ -77,11 +78,18 @@ def make_backend(config: Config) -> WorkerBackend:
                           stop_timeout=settings.process.grace_period, confinement=confinement)
 
 
-async def open_identities(config: Config) -> StorageIdentities:
-    """The store's identity service (IAM on the S3 endpoint unless ``iam_endpoint`` says otherwise)."""
+async def open_identities(config: Config, backend: WorkerBackend) -> StorageIdentities:
+    """The store's identity service (IAM on the S3 endpoint unless ``iam_endpoint`` says otherwise);
+    for a local directory, what hands a confined worker its own folder."""
     storage = config.storage
     if isinstance(storage, LocalStorageConfig):
-        return LocalIdentities()
+        from backends.process import ProcessBackend
+
+        confinement = backend.confinement if isinstance(backend, ProcessBackend) else None
+        if confinement is None:
+            return LocalIdentities()
+        prefix = names.storage_identity("")
+        return LocalIdentities(storage.directory, lambda identity: confinement.ids(identity.removeprefix(prefix)))
     return await IamIdentities.open(
         bucket=storage.bucket, access_key=storage.access_key.get_secret_value(),
         secret_key=storage.secret_key.get_secret_value(), endpoint_url=storage.iam_endpoint or storage.endpoint,
@@ -126,10 +134,10 @@ async def open_services(config: Config, store: Store, *, bot_token: str,
                               config.gateway.password.get_secret_value()))
         objects = await open_objects(config)
         stack.push_async_callback(objects.close)
-        identities = await open_identities(config)
-        stack.push_async_callback(identities.close)
         if backend is None:
             backend = make_backend(config)
             stack.push_async_callback(backend.close)
+        identities = await open_identities(config, backend)
+        stack.push_async_callback(identities.close)
         yield Services(config=config, store=store, matrix=matrix, gateway=gateway, objects=objects,
                        backend=backend, bot_user_id=await matrix.me(), identities=identities)
