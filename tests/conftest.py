@@ -4,6 +4,7 @@ Fixtures that start real services live in ``tests/fixtures/`` and are registered
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,3 +35,16 @@ def _workers_may_pass_through_tmp_path(request: pytest.FixtureRequest) -> None:
         if level in (Path("/"), Path(tempfile.gettempdir())):
             break
         level.chmod(level.stat().st_mode | 0o111)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run as root, keep this session's temporary folders under a root of its own.
+
+    pytest makes ``<tmp>/pytest-of-<user>`` private (0700) again whenever a session starts, which
+    would shut confined workers of a concurrent session out of their directories mid-test.
+    """
+    if os.geteuid() == 0 and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+        root = tempfile.mkdtemp(prefix="hiclaw-tests-")
+        os.chmod(root, 0o711)  # noqa: S103 -- passable for confined workers, not listable
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = root
+        config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
