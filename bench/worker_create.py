@@ -93,6 +93,7 @@ async def main() -> dict[str, object]:
     logging.basicConfig(level=logging.ERROR)
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).chmod(0o711)  # run as root, workers get uids of their own and must pass through
         async with LocalStack(Path(tmp) / "stack", bcrypt_rounds=4) as stack:
             backend = stack.config.backend
             config = stack.config.model_copy(update={"backend": backend.model_copy(update={"kind": "process"})})
@@ -103,8 +104,8 @@ async def main() -> dict[str, object]:
                 results["docker"] = {"skipped": f"no Docker engine: {exc}"}
                 return results
             try:
-                dockerd.import_busybox("hiclaw-bench/busybox", "1")
-                image = "hiclaw-bench/busybox:1"
+                dockerd.import_busybox("localhost/hiclaw-bench/busybox", "1")
+                image = "localhost/hiclaw-bench/busybox:1"
                 docker_backend = backend.model_copy(update={
                     "kind": "docker", "ready_check": "running", "instance": "bench-docker",
                     "docker": backend.docker.model_copy(update={"host": dockerd.base_url, "network": "none"})})
