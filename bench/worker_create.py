@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -93,7 +94,7 @@ async def main() -> dict[str, object]:
     logging.basicConfig(level=logging.ERROR)
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp).chmod(0o711)  # run as root, workers get uids of their own and must pass through
+        os.chmod(tmp, 0o711)  # noqa: S103 -- run as root, workers get uids of their own and must pass through
         async with LocalStack(Path(tmp) / "stack", bcrypt_rounds=4) as stack:
             backend = stack.config.backend
             config = stack.config.model_copy(update={"backend": backend.model_copy(update={"kind": "process"})})

@@ -11,12 +11,13 @@ from hiclaw_bot.chat.dispatch import Dispatcher
 from hiclaw_bot.config import Config
 from storage import Store
 from tests.unit.chat.conftest import RecordingOutbox
-from tests.unit.chat.test_team_commands import ask, dispatcher_for, ops, worker
+from tests.unit.chat.test_team_commands import ask, dispatcher_for, nothing, ops, worker
 
 
 @pytest.fixture
 async def world(config: Config, store: Store, outbox: RecordingOutbox) -> AsyncIterator[Dispatcher]:
     dispatcher, engine, hub = await dispatcher_for(config, store, outbox)
+    engine.register("worker.update", nothing)
     yield dispatcher
     await hub.stop()
     await engine.stop()
