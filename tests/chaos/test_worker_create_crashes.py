@@ -10,6 +10,7 @@ killed bot would be a second one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -78,13 +79,17 @@ def agent_processes(worker: str | None) -> list[psutil.Process]:
 
 
 @pytest.fixture(autouse=True)
-def no_agent_left_behind() -> Iterator[None]:
-    """Whatever a test's workers left running (a failed assertion included) is stopped after it."""
-    before = {proc.pid for proc in agent_processes(None)}
+def no_agent_left_behind(tmp_path: Path) -> Iterator[None]:
+    """Whatever a test's workers left running (a failed assertion included) is stopped after it.
+
+    Only this test's: agents whose working directory lies under its ``tmp_path``. Agents started
+    meanwhile by anything else on the machine (another session's tests) are not ours to stop.
+    """
     yield
     for proc in agent_processes(None):
-        if proc.pid not in before:
-            proc.terminate()
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if Path(proc.cwd()).is_relative_to(tmp_path):
+                proc.terminate()
 
 
 async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path, worker: str,
