@@ -68,7 +68,36 @@ T = TypeVar("T")
 BACKEND = "docker"
 NEXT_SUFFIX = ".next"
 _RESERVED_OPTIONS = frozenset({"name", "image", "command", "environment", "labels", "init", "detach",
-                               "network_mode", "nano_cpus", "cpu_shares", "mem_limit", "mem_reservation"})
+                               "network_mode", "nano_cpus", "cpu_shares", "mem_limit", "mem_reservation",
+                               "user", "security_opt", "cap_drop", "read_only", "pids_limit", "tmpfs",
+                               "working_dir"})
+WORKER_USER = "10001:10001"
+"""The worker image's unprivileged user (``docker/worker-agent``); forced whatever the image says."""
+WORK_DIR = "/home/worker"
+PIDS_LIMIT = 256
+
+
+def confinement() -> dict[str, Any]:
+    """What every worker container runs under (fresh each time: the SDK may keep what it is given).
+
+    The agent needs no capability (it binds no low port, owns no file it did not make, changes no
+    uid), so none is kept, and nothing it runs may gain one (``no-new-privileges`` stops setuid
+    binaries). The image cannot be changed from inside: the agent writes to two tmpfs, ``/tmp``
+    and its home (the work directory it starts in); its files of record live in object storage. The pids limit
+    keeps a fork bomb inside its own container.
+    """
+    return {
+        "user": WORKER_USER,
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+        "read_only": True,
+        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=64m",  # noqa: S108 -- the container's own tmpfs
+                  WORK_DIR: "rw,nosuid,nodev,size=256m,uid=10001,gid=10001,mode=0700"},
+        "pids_limit": PIDS_LIMIT,
+        "working_dir": WORK_DIR,
+    }
+
+
 _STOPPED_EXIT_CODES = frozenset({0, 137, 143})  # clean exit, or SIGKILL / SIGTERM from a stop
 
 
@@ -309,6 +338,7 @@ class DockerBackend:
             "init": True,
             "detach": True,
             "network_mode": self._network_mode,
+            **confinement(),
         }
         resources = spec.resources
         if resources is not None:

@@ -38,6 +38,16 @@ FAILING_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageNa
                              "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
 
 
+WORK_DIR = "/home/worker"
+POD_SECURITY: Obj = {
+    # The Pod Security Standard "restricted": the worker image's own unprivileged user (10001),
+    # the runtime's default seccomp profile; the container adds no privilege escalation, no
+    # capability and a read-only root filesystem, writing only to two emptyDirs (/tmp, its home).
+    "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
 def secret_name(name: str, spec_hash: str) -> str:
     return f"{object_name(name)}-env-{spec_hash}"
 
@@ -63,9 +73,18 @@ def pod_template(spec: WorkerSpec, instance: str, grace_seconds: int) -> Obj:
         container["command"] = list(spec.command)
     if spec.resources is not None:
         container["resources"] = _resources(spec.resources)
+    container["securityContext"] = {
+        "runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 -- an emptyDir of its own
+                                 {"name": "work", "mountPath": WORK_DIR}]
     return {"metadata": {"labels": worker_labels(spec, instance)},
             "spec": {"containers": [container], "terminationGracePeriodSeconds": grace_seconds,
-                     "automountServiceAccountToken": False, "enableServiceLinks": False}}
+                     "automountServiceAccountToken": False, "enableServiceLinks": False,
+                     "securityContext": POD_SECURITY,
+                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                                 {"name": "work", "emptyDir": {"sizeLimit": "256Mi"}}]}}
 
 
 def deployment(spec: WorkerSpec, instance: str, *, grace_seconds: int, min_ready_seconds: int) -> Obj:

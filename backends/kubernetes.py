@@ -57,6 +57,7 @@ from backends.errors import (
     Unavailable,
     UpdateFailed,
 )
+from backends.policy import ImagePolicy
 
 BACKEND = "kubernetes"
 Obj = dict[str, Any]
@@ -83,9 +84,11 @@ class KubernetesBackend:
 
     def __init__(self, instance: str, *, namespace: str = "default", kubeconfig: str | os.PathLike[str] | None = None,
                  context: str | None = None, in_cluster: bool = False, rollout_timeout: float = 300.0,
-                 min_ready_seconds: int = 2, stop_grace_seconds: int = 10, poll_interval: float = 0.5) -> None:
+                 min_ready_seconds: int = 2, stop_grace_seconds: int = 10, poll_interval: float = 0.5,
+                 policy: ImagePolicy | None = None) -> None:
         check_instance(BACKEND, instance)
         self.instance = instance
+        self._policy = policy or ImagePolicy()
         self.namespace = namespace
         self._kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
         self._context = context
@@ -100,6 +103,7 @@ class KubernetesBackend:
     # -- the contract ---------------------------------------------------------------------------
 
     async def create(self, spec: WorkerSpec, *, replace: bool = False) -> BackendRef:
+        self._policy.check(BACKEND, spec.image)
         apis = await self._connect()
         manifest = objects.deployment(spec, self.instance, grace_seconds=self._grace,
                                       min_ready_seconds=self._min_ready)
@@ -132,6 +136,7 @@ class KubernetesBackend:
         check_name(BACKEND, name)
         if spec.name != name:
             raise InvalidSpec(BACKEND, f"spec is for worker {spec.name}, not {name}")
+        self._policy.check(BACKEND, spec.image)
         apis = await self._connect()
         dep = await self._require(apis, name)
         old_labels = dict(dep["metadata"].get("labels") or {})

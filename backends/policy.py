@@ -23,6 +23,50 @@ DANGEROUS_CAPABILITIES = frozenset(
     {"ALL", "SYS_ADMIN", "SYS_PTRACE", "DAC_OVERRIDE", "NET_ADMIN", "SYS_RAWIO", "SYS_MODULE"}
 )
 LOCAL_REGISTRIES = ("localhost", "127.0.0.1")
+DOCKER_HUB = "docker.io"
+
+
+def normalise_image(image: str) -> str:
+    """The full reference an engine would pull: ``busybox`` → ``docker.io/library/busybox``,
+    ``attacker/x`` → ``docker.io/attacker/x``; a reference naming its registry is kept as it is.
+
+    A short name is Docker Hub's, not "local": checking the registry of the name as written let
+    ``attacker/x`` through any allow list.
+    """
+    first, sep, _ = image.partition("/")
+    if first in ("index.docker.io", "registry-1.docker.io"):
+        return DOCKER_HUB + image[len(first):]
+    if image_registry(image) is not None:
+        return image
+    return f"{DOCKER_HUB}/{image}" if sep else f"{DOCKER_HUB}/library/{image}"
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """Which images a worker may run, on Docker and Kubernetes alike.
+
+    Allowed: images of a local registry (``localhost``, ``127.0.0.1``), the configured default
+    image, and images whose registry (or whole normalised name) matches one of
+    ``allowed_registries`` (shell patterns: ``higress-registry*.cr.aliyuncs.com``, ``docker.io``,
+    ``docker.io/library/*``). Everything is compared after :func:`normalise_image`.
+    """
+
+    allowed_registries: tuple[str, ...] = ()
+    default_image: str | None = None
+
+    def check(self, backend: str, image: str) -> None:
+        full = normalise_image(image)
+        registry = full.partition("/")[0]
+        host = registry.partition(":")[0]
+        if host in LOCAL_REGISTRIES:
+            return
+        if self.default_image is not None and full == normalise_image(self.default_image):
+            return
+        if any(fnmatch.fnmatchcase(registry, pattern) or fnmatch.fnmatchcase(host, pattern)
+               or fnmatch.fnmatchcase(full, pattern) for pattern in self.allowed_registries):
+            return
+        raise PolicyViolation(backend, f"image {full!r} (registry {registry!r}) is not allowed: only local "
+                                       "registries, the default image or the configured allowed registries")
 
 
 def image_registry(image: str) -> str | None:
@@ -41,14 +85,14 @@ def image_registry(image: str) -> str | None:
 class DockerPolicy:
     """Which container requests may reach the engine.
 
-    ``allowed_registries`` are host names (shell patterns allowed, e.g.
-    ``higress-registry*.cr.aliyuncs.com``). ``allow_host_network`` is an explicit opt-in for a
-    development engine started with ``--bridge=none``, where ``host`` is the only network that
-    reaches the chat server on 127.0.0.1.
+    ``allowed_registries`` and ``default_image`` are :class:`ImagePolicy`'s. ``allow_host_network``
+    is an explicit opt-in for a development engine started with ``--bridge=none``, where ``host``
+    is the only network that reaches the chat server on 127.0.0.1.
     """
 
     allowed_registries: tuple[str, ...] = ()
     allow_host_network: bool = False
+    default_image: str | None = None
 
     def check(self, request: Mapping[str, Any]) -> None:
         """Raise :class:`PolicyViolation` naming the first rule ``request`` breaks.
@@ -77,17 +121,7 @@ class DockerPolicy:
                                             "and contain no '/' or '..'")
 
     def _check_image(self, image: str) -> None:
-        registry = image_registry(image)
-        if registry is None:
-            return
-        host = registry.partition(":")[0]
-        if host in LOCAL_REGISTRIES:
-            return
-        if any(fnmatch.fnmatchcase(registry, pattern) or fnmatch.fnmatchcase(host, pattern)
-               for pattern in self.allowed_registries):
-            return
-        raise PolicyViolation("docker", f"registry {registry!r} is not in the allowed registries "
-                                        "(local images, localhost, 127.0.0.1 or the configured list)")
+        ImagePolicy(self.allowed_registries, self.default_image).check("docker", image)
 
 
 def _normalise_caps(caps: Iterable[str]) -> set[str]:

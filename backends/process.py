@@ -16,6 +16,12 @@ state file first, so a bot that dies mid-update either promotes the new process 
 already gone) or stops it (both run) on the next call. ``image`` means nothing here: it is
 recorded, hashed and reported like the other backends do, nothing more. Resources are recorded,
 not enforced.
+
+Given a :class:`~backends.confinement.Confinement` (a bot running as root), each worker runs under
+a uid and gid of its own. The worker's directory then stays the bot's (0711: the worker may pass
+through, not list), with ``state.json`` and ``worker.log`` the bot's own (0600); only ``work/`` is
+the worker's (0700, owned by its uid), and the backend's root is 0711, so a worker can neither
+read another's directory nor anything else of the bot's.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from backends.base import (
     object_name,
     worker_labels,
 )
+from backends.confinement import Confinement
 from backends.errors import BackendError, Conflict, ExecTimeout, InvalidSpec, NotFound, UpdateFailed
 from backends.forkserver import ForkServer
 
@@ -72,7 +79,7 @@ class ProcessBackend:
     def __init__(self, instance: str, data_dir: str | os.PathLike[str], *,
                  default_command: Sequence[str] | None = None, base_env: Mapping[str, str] | None = None,
                  stop_timeout: float = 10.0, settle_seconds: float = 1.0,
-                 launcher: Sequence[str] | None = None) -> None:
+                 confinement: Confinement | None = None, launcher: Sequence[str] | None = None) -> None:
         check_instance(BACKEND, instance)
         self.instance = instance
         self._root = Path(data_dir) / instance
@@ -83,6 +90,12 @@ class ProcessBackend:
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._launcher = ForkServer(BACKEND, launcher, str(self._root)) if launcher else None
+        self._confinement = confinement
+
+    @property
+    def confinement(self) -> Confinement | None:
+        """The uids workers run as, or ``None`` when they run as the bot's user."""
+        return self._confinement
 
     # -- the contract ---------------------------------------------------------------------------
 
@@ -91,9 +104,7 @@ class ProcessBackend:
         async with self._lock(spec.name):
             state = await self._load(spec.name)
             if state is None:
-                directory = self._dir(spec.name)
-                (directory / "work").mkdir(parents=True, exist_ok=True, mode=0o700)
-                directory.chmod(0o700)
+                self._make_dirs(spec.name)
                 self._save(spec.name, {"spec": _spec_to_json(spec), "pid": None})
                 return BackendRef(BACKEND, spec.name, object_name(spec.name), str(self._dir(spec.name)),
                                   spec.spec_hash, adopted=False)
@@ -161,7 +172,8 @@ class ProcessBackend:
         try:
             process = await asyncio.create_subprocess_exec(
                 *command, cwd=self._dir(name) / "work", env=self._env(name, spec), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                **self._identity(name))
         except OSError as exc:  # like a container engine: the command could not be run
             return ExecResult(126, "", f"cannot run {command[0]!r}: {exc.strerror}\n")
         try:
@@ -202,18 +214,19 @@ class ProcessBackend:
         """Start ``spec``'s command; the state fields that identify the new process."""
         directory = self._dir(spec.name)
         if spec.command is None and self._launcher is not None:
+            uid, gid = self._confinement.ids(spec.name) if self._confinement is not None else (None, None)
             try:
                 pid = await self._launcher.spawn(env=self._env(spec.name, spec), cwd=directory / "work",
-                                                 log=directory / _LOG)
+                                                 log=directory / _LOG, uid=uid, gid=gid)
                 return self._identify(pid)
             except (BackendError, OSError) as exc:  # the preload is a speed-up: a fresh start still works
                 logger.warning("starting worker %s without the launcher: %s", spec.name, exc)
-        with await asyncio.to_thread(open, directory / _LOG, "ab") as log:
+        with await asyncio.to_thread(open, directory / _LOG, "ab", opener=_private) as log:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *self._command(spec), cwd=directory / "work", env=self._env(spec.name, spec),
                     stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True)
+                    start_new_session=True, **self._identity(spec.name))
             except OSError as exc:
                 raise BackendError(BACKEND, f"cannot start worker {spec.name}: {exc.strerror}") from exc
         self._children = {pid: child for pid, child in self._children.items() if child.returncode is None}
@@ -305,6 +318,30 @@ class ProcessBackend:
     def _dir(self, name: str) -> Path:
         return self._root / name
 
+    def _make_dirs(self, name: str) -> None:
+        """The worker's directory (the bot's) and its ``work/`` (the worker's own, when confined)."""
+        directory, work = self._dir(name), self._dir(name) / "work"
+        work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._confinement is None:
+            directory.chmod(0o700)
+            return
+        uid, gid = self._confinement.ids(name)
+        for other in self._root.glob("*/work"):
+            if other != work and other.stat().st_uid == uid:
+                raise Conflict(BACKEND, f"worker {name} would share its user id with worker {other.parent.name}; "
+                                        "choose another name")
+        for path in (self._root.parent, self._root, directory):
+            path.chmod(0o711)  # passable, not listable: a worker finds its own directory only
+        os.chown(work, uid, gid)
+        work.chmod(0o700)
+
+    def _identity(self, name: str) -> dict[str, Any]:
+        """The ``user``/``group`` a confined worker's processes run as (no supplementary groups)."""
+        if self._confinement is None:
+            return {}
+        uid, gid = self._confinement.ids(name)
+        return {"user": uid, "group": gid, "extra_groups": []}
+
     def _command(self, spec: WorkerSpec) -> builtins.list[str]:
         command = list(spec.command) if spec.command is not None else self._default_command
         if command is None:
@@ -358,6 +395,11 @@ class ProcessBackend:
     async def _lock(self, name: str) -> AsyncIterator[None]:
         async with self._locks.setdefault(name, asyncio.Lock()):
             yield
+
+
+def _private(path: str, flags: int) -> int:
+    """Open a file the bot alone may read (the log may hold what a worker printed of its secrets)."""
+    return os.open(path, flags, 0o600)
 
 
 def _signal_group(pid: int, signum: int) -> None:

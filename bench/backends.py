@@ -29,7 +29,7 @@ from backends.testing import DockerdUnavailable, LocalDockerd
 WORKERS = 20
 SETTLE_SECONDS = 0.5
 COMMAND = ["sh", "-c", "echo up $GREETING; while true; do sleep 1; done"]
-IMAGES = ("hiclaw-bench/busybox:1", "hiclaw-bench/busybox:2")
+IMAGES = ("localhost/hiclaw-bench/busybox:1", "localhost/hiclaw-bench/busybox:2")
 
 
 def percentile(samples: list[float], fraction: float) -> float:

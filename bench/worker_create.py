@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -128,6 +129,7 @@ async def main() -> dict[str, object]:
     logging.basicConfig(level=logging.ERROR)
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o711)  # noqa: S103 -- run as root, workers get uids of their own and must pass through
         async with LocalStack(Path(tmp) / "stack", bcrypt_rounds=4) as stack:
             backend = stack.config.backend
             config = stack.config.model_copy(update={"backend": backend.model_copy(update={"kind": "process"})})
@@ -140,8 +142,8 @@ async def main() -> dict[str, object]:
                 results["docker"] = {"skipped": f"no Docker engine: {exc}"}
                 return results
             try:
-                dockerd.import_busybox("hiclaw-bench/busybox", "1")
-                image = "hiclaw-bench/busybox:1"
+                dockerd.import_busybox("localhost/hiclaw-bench/busybox", "1")
+                image = "localhost/hiclaw-bench/busybox:1"
                 docker_backend = backend.model_copy(update={
                     "kind": "docker", "ready_check": "running", "instance": "bench-docker",
                     "docker": backend.docker.model_copy(update={"host": dockerd.base_url, "network": "none"})})

@@ -56,6 +56,21 @@ def check_config(config_path: Path) -> None:
     config = _load(config_path)
     console.print(f"[green]ok[/green]: {config_path} (backend {config.backend.kind}, "
                   f"storage {config.storage.kind}, gateway {config.gateway.kind})")
+    for warning in config_warnings(config):
+        console.print(f"[yellow]warning[/yellow]: {warning}")
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What a valid configuration still leaves open, in words for the operator."""
+    from backends.confinement import unconfined_reasons
+
+    warnings = list(unconfined_reasons(config.backend.kind))
+    if config.backend.kind == "process" and not config.backend.process.confine and not warnings:
+        warnings.append("backend.process.confine is off: workers run as the bot's own user and can read its "
+                        "database and each other's directories")
+    if config.mail.enabled and config.mail.security == "none":
+        warnings.append("mail.security is none: welcome mails (with their passwords) travel in plaintext")
+    return warnings
 
 
 @main.command()

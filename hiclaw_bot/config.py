@@ -140,6 +140,8 @@ class S3StorageConfig(_Model):
     secret_key: SecretStr
     region: str = "us-east-1"
     path_style: bool = True
+    iam_endpoint: str | None = None
+    """Where workers' own identities are made (AWS IAM calls); by default the S3 endpoint (SeaweedFS)."""
 
 
 class LocalStorageConfig(_Model):
@@ -159,6 +161,19 @@ class KubernetesBackendConfig(_Model):
     kubeconfig: Path | None = None
     context: str | None = None
     in_cluster: bool = False
+    allowed_registries: list[str] = Field(default_factory=list)
+    """As Docker's: images from these registries (besides local ones and the default image)."""
+
+
+class ResourcesConfig(_Model):
+    """A worker's CPU and memory limit unless its create or update says otherwise (``--cpus``,
+    ``--memory``): one worker must not starve the bot or its neighbours."""
+
+    cpus: str = "1"
+    memory: str = "1Gi"
+    cpus_request: str = "100m"
+    """What the scheduler reserves (Kubernetes requests, Docker's shares); never above the limit."""
+    memory_request: str = "256Mi"
 
 
 class ProcessBackendConfig(_Model):
@@ -168,6 +183,9 @@ class ProcessBackendConfig(_Model):
     preload: bool = True
     """Start the reference agent by forking a pre-imported launcher (about a second faster a
     start); false: a fresh interpreter each time. Unused with a ``command`` of your own."""
+    confine: bool = True
+    """When the bot runs as root, run each worker under a uid and gid of its own (from ``uid_base``)."""
+    uid_base: int = Field(default=2_000_000, ge=1000, le=2**31 - 1_000_002)
 
 
 class BackendConfig(_Model):
@@ -178,6 +196,7 @@ class BackendConfig(_Model):
     ready_check: Literal["agent", "running"] = "agent"
     """When a started worker counts as ready: its agent reports a first sync after the start
     (``state/activity.json``, as the reference agent writes it), or merely its runtime is up."""
+    resources: ResourcesConfig = ResourcesConfig()
     docker: DockerBackendConfig = DockerBackendConfig()
     kubernetes: KubernetesBackendConfig = KubernetesBackendConfig()
     process: ProcessBackendConfig = ProcessBackendConfig()
@@ -236,8 +255,9 @@ class ApiConfig(_Model):
 class MailConfig(_Model):
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(default=25, gt=0, lt=65536)
-    security: Literal["none", "starttls", "tls"] = "none"
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    """A welcome mail carries a password: plaintext (``none``) only when set on purpose."""
     username: str | None = None
     password: SecretStr | None = None
     sender: str = "hiclaw@localhost"

@@ -3,6 +3,13 @@
 Fixtures that start real services live in ``tests/fixtures/`` and are registered here.
 """
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
 pytest_plugins: list[str] = [
     "tests.fixtures.common",
     "tests.fixtures.synapse",
@@ -11,3 +18,33 @@ pytest_plugins: list[str] = [
     "tests.fixtures.dockerd",
     "tests.fixtures.k8s",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _workers_may_pass_through_tmp_path(request: pytest.FixtureRequest) -> None:
+    """Let confined workers reach their directories under ``tmp_path``.
+
+    Run as root, the process backend starts each worker under a uid of its own, which cannot pass
+    through pytest's private (0700) temporary folders. Passable (0711) is enough: listing them
+    stays refused, as a real data directory's parents would allow.
+    """
+    if "tmp_path" not in request.fixturenames or os.geteuid() != 0:
+        return
+    path: Path = request.getfixturevalue("tmp_path")
+    for level in (path, *path.parents):
+        if level in (Path("/"), Path(tempfile.gettempdir())):
+            break
+        level.chmod(level.stat().st_mode | 0o111)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run as root, keep this session's temporary folders under a root of its own.
+
+    pytest makes ``<tmp>/pytest-of-<user>`` private (0700) again whenever a session starts, which
+    would shut confined workers of a concurrent session out of their directories mid-test.
+    """
+    if os.geteuid() == 0 and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+        root = tempfile.mkdtemp(prefix="hiclaw-tests-")
+        os.chmod(root, 0o711)  # noqa: S103 -- passable for confined workers, not listable
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = root
+        config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))

@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from backends import BackendError, ExecTimeout, WorkerState
+from backends import BackendError, ExecTimeout, InvalidSpec, WorkerState
+from backends.base import parse_quantity
 from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, Integer, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
@@ -86,11 +87,14 @@ class WorkerCommands:
             idle_s = parse_duration(idle) if idle is not None else None
         except ValueError:
             return Reply.of("`--idle-timeout` takes a duration such as 30m or 12h.")
+        limits = _limits(ctx)
+        if isinstance(limits, Reply):
+            return limits
         params: dict[str, Any] = {
             "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
             "team": team, "skills": skills,
             "mcp": ctx.args.values.get("mcp") or [],
-            "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s,
+            "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s, **limits,
         }
         if team_row is not None:
             # Made by the team's own operation, so the team room, power levels and the leader's
@@ -222,8 +226,12 @@ class WorkerCommands:
         env = ctx.args.values.get("env") or {}
         if env:
             changes["env"] = {**dict(row.spec.get("env") or {}), **dict(env)}
+        limits = _limits(ctx)
+        if isinstance(limits, Reply):
+            return limits
+        changes.update(limits)
         if not changes:
-            return Reply.of("Nothing to change: give `--model`, `--image` or `--env KEY=VALUE`.")
+            return Reply.of("Nothing to change: give `--model`, `--image`, `--env KEY=VALUE`, `--cpus` or `--memory`.")
         allowed = self.config.quotas.allowed_models
         if "model" in changes and allowed and changes["model"] not in allowed:
             return Reply.of(f"Model `{changes['model']}` is not allowed here; allowed: {', '.join(allowed)}.")
@@ -267,7 +275,7 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
               option("image", TEXT, "the runtime image"), option("team", NAME, "the team it joins"),
               option("skills", ListOf(NAME), "skills to install"), option("mcp", ListOf(NAME), "MCP servers"),
               option("env", PAIR, "an environment variable", many=True),
-              option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h")],
+              option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h"), *_limit_options()],
     )
     registry.command("worker", "list", summary="Workers and their state", handler=commands.list,
                      aliases=("worker ls", "workers"),
@@ -284,7 +292,7 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
     registry.command("worker", "update", summary="Change a worker's model, image or environment",
                      handler=commands.update, target=target,
                      args=[worker, option("model", TEXT, "the new model"), option("image", TEXT, "the new image"),
-                           option("env", PAIR, "set an environment variable", many=True)])
+                           option("env", PAIR, "set an environment variable", many=True), *_limit_options()])
     registry.command("worker", "delete", summary="Delete a worker and everything made for it",
                      handler=commands.delete, target=target, args=[worker],
                      confirm="deletes worker {name}: its runtime, files, gateway access and room alias")
@@ -293,3 +301,24 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
     registry.command("worker", "exec", summary="Run a command inside a worker (admins only)",
                      handler=commands.exec, target=target, args=[worker], raw="COMMAND…",
                      permission=Permission.MANAGE)
+
+
+def _limit_options() -> list[Any]:
+    return [option("cpus", TEXT, "CPU limit, e.g. 0.5 or 500m (default from the config)"),
+            option("memory", TEXT, "memory limit, e.g. 512Mi or 2Gi (default from the config)")]
+
+
+def _limits(ctx: CommandContext) -> dict[str, str] | Reply:
+    """``--cpus``/``--memory`` as Kubernetes quantities, checked before anything starts."""
+    limits: dict[str, str] = {}
+    for key, example in (("cpus", "0.5 or 500m"), ("memory", "512Mi or 2Gi")):
+        value = ctx.args.optional(key, str)
+        if value is None:
+            continue
+        try:
+            if parse_quantity(value) <= 0:
+                raise InvalidSpec("spec", "not positive")
+        except InvalidSpec:
+            return Reply.of(f"`--{key}` takes a positive quantity such as {example}.")
+        limits[key] = value
+    return limits

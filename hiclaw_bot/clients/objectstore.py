@@ -94,7 +94,7 @@ def _check_key(system: str, key: str) -> str:
     segments = key.split("/")
     if not key or "\\" in key or "\0" in key or any(s in ("", ".", "..") for s in segments):
         raise InvalidRequestError(system, f"invalid object key {key!r}")
-    if segments[0] == _TMP_DIR:
+    if any(s.startswith(_TMP_DIR) for s in segments):
         raise InvalidRequestError(system, f"object key {key!r} uses a reserved name")
     return key
 
@@ -152,8 +152,22 @@ class S3ObjectStore:
         return store
 
     async def _ensure_bucket(self, region: str) -> None:
-        with contextlib.suppress(NotFoundError), self._errors("head bucket", ""):
-            await self._client.head_bucket(Bucket=self.bucket)
+        try:
+            with self._errors("head bucket", ""):
+                await self._client.head_bucket(Bucket=self.bucket)
+            return
+        except NotFoundError:
+            pass
+        except UnauthorizedError:
+            # A worker's own key may not look at the bucket, only at its prefixes in it. A HEAD
+            # answer has no body, so ask again with a GET, whose answer names the reason: a key
+            # that is valid but scoped is AccessDenied, a wrong one SignatureDoesNotMatch.
+            try:
+                with self._errors("list bucket", ""):
+                    await self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            except UnauthorizedError as denied:
+                if denied.code != "AccessDenied":
+                    raise
             return
         try:
             if region == "us-east-1":
@@ -276,19 +290,48 @@ def _content_type(key: str) -> str:
 # A local directory
 
 
+def _make_dirs(directory: Path) -> None:
+    """``mkdir -p`` with every new level 0700: a worker's files are nobody else's to list."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for level in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            level.mkdir(mode=0o700)
+            _inherit_owner(level)
+
+
+def _inherit_owner(path: Path) -> None:
+    """Give ``path`` the owner of its directory, when we may (as root).
+
+    A worker confined to a uid of its own owns its ``agents/<w>/`` directory; what the bot writes
+    there must stay readable to it, and 0600 files written as root would not be.
+    """
+    if os.geteuid() != 0:
+        return
+    parent, own = path.parent.stat(), path.stat()
+    if (parent.st_uid, parent.st_gid) != (own.st_uid, own.st_gid):
+        os.chown(path, parent.st_uid, parent.st_gid)
+
+
 class LocalObjectStore:
     """A directory as an object store (the embedded default): one file per key under ``root``.
 
-    Temporary files live in ``root/.hiclaw-tmp`` (same filesystem, so ``os.replace`` is atomic),
-    and that name is reserved. File I/O runs in threads to keep the event loop free.
+    Files are 0600 and directories 0700: on a machine shared with workers, the bot's copies of
+    every worker's config (with its Matrix token and gateway key) are the bot's alone.
+
+    Temporary files are written beside their target as ``.hiclaw-tmp-<random>`` (same directory,
+    so ``os.replace`` is atomic, and a confined worker writing its own directory can make them),
+    and names starting with ``.hiclaw-tmp`` are reserved. File I/O runs in threads to keep the
+    event loop free.
     """
 
     system = "localfs"
 
     def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root = root.resolve()
-        self._tmp = self.root / _TMP_DIR
 
     def __repr__(self) -> str:
         return f"LocalObjectStore(root={str(self.root)!r})"
@@ -299,13 +342,13 @@ class LocalObjectStore:
             raise InvalidRequestError(self.system, f"object key {key!r} leaves the store")
         return path
 
-    def _temp_file(self, data: bytes) -> Path:
-        self._tmp.mkdir(exist_ok=True)
-        temp = self._tmp / uuid.uuid4().hex
-        with temp.open("wb") as handle:
+    def _temp_file(self, directory: Path, data: bytes) -> Path:
+        temp = directory / f"{_TMP_DIR}-{uuid.uuid4().hex}"
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        _inherit_owner(temp)
         return temp
 
     async def put(self, key: str, data: bytes) -> bool:
@@ -315,8 +358,8 @@ class LocalObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 if content_hash(path.read_bytes()) == content_hash(data):
                     return False
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._temp_file(data), path)
+            _make_dirs(path.parent)
+            os.replace(self._temp_file(path.parent, data), path)
             return True
 
         return await asyncio.to_thread(write)
@@ -325,8 +368,8 @@ class LocalObjectStore:
         path = self._path(key)
 
         def write() -> bool:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temp = self._temp_file(data)
+            _make_dirs(path.parent)
+            temp = self._temp_file(path.parent, data)
             try:
                 os.link(temp, path)  # fails if the key exists: create-if-absent in one step
             except FileExistsError:
@@ -355,9 +398,10 @@ class LocalObjectStore:
         top = self.root / prefix.rpartition("/")[0]
         keys = []
         for directory, subdirs, files in os.walk(top):
-            if Path(directory) == self.root:
-                subdirs[:] = [d for d in subdirs if d != _TMP_DIR]
+            subdirs[:] = [d for d in subdirs if not d.startswith(_TMP_DIR)]
             for name in files:
+                if name.startswith(_TMP_DIR):
+                    continue
                 key = (Path(directory) / name).relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     keys.append(key)

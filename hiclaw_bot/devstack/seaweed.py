@@ -101,6 +101,7 @@ class SeaweedServer:
             *(f"-{c}.port.grpc={grpc[c]}" for c in _COMPONENTS),
             "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.preStopSeconds=0",
+            "-s3.iam.readOnly=false",  # the bot makes each worker an identity of its own
             f"-filer.localSocket={tmp / 'filer.sock'}", f"-s3.localSocket={tmp / 's3.sock'}",
         ]
         env = {**os.environ, "TMPDIR": str(tmp), "AWS_ACCESS_KEY_ID": self.access_key,

@@ -17,7 +17,7 @@ from typing import Any
 
 from hiclaw_bot.engine import Done, Engine, Outcome, Skipped, Step, StepContext, is_gone
 from hiclaw_bot.flows import names
-from hiclaw_bot.flows.inventory import ALIAS, CONSUMER, PREFIX, ROUTE, RUNTIME, SYSTEMS, Orphan, claims
+from hiclaw_bot.flows.inventory import ALIAS, CONSUMER, IDENTITY, PREFIX, ROUTE, RUNTIME, SYSTEMS, Orphan, claims
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.types import RoomAlias
 from storage import Operation
@@ -26,7 +26,7 @@ SWEEP = "gc.sweep"
 SUBJECT = "gc"
 
 _LEDGER_KIND = {ALIAS: "matrix_room", ROUTE: "gateway_auth", CONSUMER: "gateway_consumer",
-                PREFIX: "object_prefix", RUNTIME: "worker_runtime"}
+                PREFIX: "object_prefix", IDENTITY: "storage_identity", RUNTIME: "worker_runtime"}
 
 
 class SweepSystem(Step):
@@ -70,6 +70,8 @@ class SweepSystem(Step):
             await services.gateway.delete_consumer(orphan.name)
         elif orphan.system == PREFIX:
             await services.objects.delete_prefix(orphan.name)
+        elif orphan.system == IDENTITY:
+            await services.identities.delete(orphan.name)
         elif orphan.system == RUNTIME:
             await services.backend.delete(orphan.name)
 

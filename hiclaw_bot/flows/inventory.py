@@ -8,6 +8,7 @@ The orphan sweep's eyes. Each system is listed by our prefixes or labels only:
 * the gateway: consumers ``worker-*``, and ``worker-*`` entries in the AI routes' allow lists;
 * storage: the prefixes ``agents/<w>/`` (never ``teams/<t>/``: a deleted team's shared folder is its
   work, kept on purpose, and only a person decides to remove it);
+* storage identities: the users ``hiclaw-worker-*`` (each worker's own key);
 * the backend: the runtimes of our instance label (``backend.list()``).
 
 A name is *claimed* when the workers or teams table has its owner, when an operation holds or
@@ -33,13 +34,15 @@ ALIAS = "matrix_alias"
 ROUTE = "gateway_route"
 CONSUMER = "gateway_consumer"
 PREFIX = "storage_prefix"
+IDENTITY = "storage_identity"
 RUNTIME = "runtime"
-SYSTEMS = (ALIAS, ROUTE, CONSUMER, PREFIX, RUNTIME)
+SYSTEMS = (ALIAS, ROUTE, CONSUMER, PREFIX, IDENTITY, RUNTIME)
 """In the order a sweep deletes them: a consumer leaves the routes before it goes."""
 
 _WORKER_ALIAS = "hiclaw-worker-"
 _TEAM_ALIAS = "hiclaw-team-"
 _CONSUMER = "worker-"
+_IDENTITY = names.storage_identity("")
 _LOOKUPS = 8
 
 
@@ -53,7 +56,7 @@ class Orphan:
 
     def describe(self) -> str:
         what = {ALIAS: "room alias", ROUTE: "route entry", CONSUMER: "gateway consumer",
-                PREFIX: "storage prefix", RUNTIME: "runtime"}[self.system]
+                PREFIX: "storage prefix", IDENTITY: "storage identity", RUNTIME: "runtime"}[self.system]
         return f"{what} {self.name}" + (f" on route {self.where}" if self.where else "")
 
     def as_param(self) -> dict[str, str]:
@@ -84,7 +87,7 @@ class Claims:
         consumers = {names.consumer(w) for w in self.workers}
         prefixes = {names.worker_prefix(w) for w in self.workers} | {names.team_prefix(t) for t in self.teams}
         return {ALIAS: set(aliases), ROUTE: consumers, CONSUMER: consumers, PREFIX: prefixes,
-                RUNTIME: set(self.workers)}
+                IDENTITY: {names.storage_identity(w) for w in self.workers}, RUNTIME: set(self.workers)}
 
     def covers(self, orphan: Orphan, expected: Mapping[str, set[str]]) -> bool:
         """Whether something we know owns the object (then it is no orphan)."""
@@ -125,7 +128,8 @@ async def inventory(services: Services, *, progress: Progress | None = None) -> 
     known = await claims(services)
     found: dict[str, list[Orphan]] = {}
     listers: dict[str, Callable[[Services], Awaitable[Iterable[Orphan]]]] = {
-        ALIAS: _aliases, ROUTE: _routes, CONSUMER: _consumers, PREFIX: _prefixes, RUNTIME: _runtimes,
+        ALIAS: _aliases, ROUTE: _routes, CONSUMER: _consumers, PREFIX: _prefixes, IDENTITY: _identities,
+        RUNTIME: _runtimes,
     }
     for system, lister in listers.items():
         found[system] = list(await lister(services))
@@ -178,6 +182,10 @@ async def _prefixes(services: Services) -> Iterable[Orphan]:
             if owner:
                 found.add(f"{top}{owner}/")
     return [Orphan(PREFIX, prefix) for prefix in sorted(found)]
+
+
+async def _identities(services: Services) -> Iterable[Orphan]:
+    return [Orphan(IDENTITY, name) for name in await services.identities.list(_IDENTITY)]
 
 
 async def _runtimes(services: Services) -> Iterable[Orphan]:

@@ -68,3 +68,13 @@ def team_leader_dm_alias(team: str) -> str:
 
 def team_prefix(team: str) -> str:
     return f"teams/{team}/"
+
+
+def team_shared_prefix(team: str) -> str:
+    """The part of a team's folder its members may read and write."""
+    return f"teams/{team}/shared/"
+
+
+def storage_identity(worker: str) -> str:
+    """The worker's own identity in the object store (its user in IAM terms)."""
+    return f"hiclaw-worker-{worker}"

@@ -9,11 +9,10 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends import WorkerBackend
-from hiclaw_bot.agent.env import LocalStorage, S3Storage
 from hiclaw_bot.clients.higress import HigressClient
 from hiclaw_bot.clients.matrix_admin import (
     AppServiceRegistration,
@@ -22,7 +21,9 @@ from hiclaw_bot.clients.matrix_admin import (
     TokenRegistration,
 )
 from hiclaw_bot.clients.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from hiclaw_bot.clients.storage_identity import IamIdentities, LocalIdentities, StorageIdentities
 from hiclaw_bot.config import Config, HigressConfig, LocalStorageConfig
+from hiclaw_bot.flows import names
 from hiclaw_bot.types import UserId
 from storage import Store
 
@@ -37,20 +38,12 @@ class Services:
     objects: ObjectStore
     backend: WorkerBackend
     bot_user_id: UserId
+    identities: StorageIdentities = field(default_factory=LocalIdentities)
+    """Each worker's own key to the object store: the master key in ``config`` never leaves the bot."""
 
     @property
     def domain(self) -> str:
         return self.config.matrix.server_name
-
-    def storage_settings(self) -> LocalStorage | S3Storage:
-        """How a worker reaches its files (the same store the bot writes to)."""
-        storage = self.config.storage
-        if isinstance(storage, LocalStorageConfig):
-            return LocalStorage(storage.directory)
-        return S3Storage(endpoint=storage.endpoint, bucket=storage.bucket,
-                         access_key=storage.access_key.get_secret_value(),
-                         secret_key=storage.secret_key.get_secret_value(),
-                         region=storage.region, path_style=storage.path_style)
 
 
 def make_backend(config: Config) -> WorkerBackend:
@@ -63,27 +56,54 @@ def make_backend(config: Config) -> WorkerBackend:
         return DockerBackend(
             settings.instance, base_url=docker.host, network_mode=docker.network,
             policy=DockerPolicy(allowed_registries=tuple(docker.allowed_registries),
-                                allow_host_network=docker.network == "host"),
+                                allow_host_network=docker.network == "host", default_image=settings.default_image),
         )
     if settings.kind == "kubernetes":
         from backends.kubernetes import KubernetesBackend
+        from backends.policy import ImagePolicy
 
         k8s = settings.kubernetes
         return KubernetesBackend(settings.instance, namespace=k8s.namespace, kubeconfig=k8s.kubeconfig,
-                                 context=k8s.context, in_cluster=k8s.in_cluster)
+                                 context=k8s.context, in_cluster=k8s.in_cluster,
+                                 policy=ImagePolicy(tuple(k8s.allowed_registries), settings.default_image))
+    from backends.confinement import Confinement, can_confine
     from backends.process import ProcessBackend
 
     process = settings.process
     command = process.command or [sys.executable, "-m", "hiclaw_bot.agent"]
     launcher = _agent_launcher() if process.preload and not process.command else None
+    confinement = None
+    if process.confine and can_confine():
+        confinement = Confinement(uid_base=process.uid_base)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.data_dir.chmod(0o711)  # workers pass through to their own directory; they list nothing
     return ProcessBackend(settings.instance, config.data_dir / "workers", default_command=command,
-                          stop_timeout=process.grace_period, launcher=launcher)
+                          stop_timeout=process.grace_period, confinement=confinement, launcher=launcher)
 
 
 def _agent_launcher() -> list[str]:
     """The launcher's console script beside our interpreter (a name of its own in ``ps``), else the module."""
     script = Path(sys.executable).with_name("hiclaw-agent-launcher")
     return [str(script)] if script.exists() else [sys.executable, "-m", "hiclaw_bot.agent.launcher"]
+
+
+async def open_identities(config: Config, backend: WorkerBackend) -> StorageIdentities:
+    """The store's identity service (IAM on the S3 endpoint unless ``iam_endpoint`` says otherwise);
+    for a local directory, what hands a confined worker its own folder."""
+    storage = config.storage
+    if isinstance(storage, LocalStorageConfig):
+        from backends.process import ProcessBackend
+
+        confinement = backend.confinement if isinstance(backend, ProcessBackend) else None
+        if confinement is None:
+            return LocalIdentities()
+        prefix = names.storage_identity("")
+        return LocalIdentities(storage.directory, lambda identity: confinement.ids(identity.removeprefix(prefix)))
+    return await IamIdentities.open(
+        bucket=storage.bucket, access_key=storage.access_key.get_secret_value(),
+        secret_key=storage.secret_key.get_secret_value(), endpoint_url=storage.iam_endpoint or storage.endpoint,
+        region=storage.region,
+    )
 
 
 async def open_objects(config: Config) -> ObjectStore:
@@ -126,5 +146,7 @@ async def open_services(config: Config, store: Store, *, bot_token: str,
         if backend is None:
             backend = make_backend(config)
             stack.push_async_callback(backend.close)
+        identities = await open_identities(config, backend)
+        stack.push_async_callback(identities.close)
         yield Services(config=config, store=store, matrix=matrix, gateway=gateway, objects=objects,
-                       backend=backend, bot_user_id=await matrix.me())
+                       backend=backend, bot_user_id=await matrix.me(), identities=identities)

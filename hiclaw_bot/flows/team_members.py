@@ -22,6 +22,7 @@ from hiclaw_bot.flows import worker as worker_flows
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.team_steps import LEADER_ROLE, WORKER_ROLE, TeamStep
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
+from hiclaw_bot.flows.worker_identity import regrant
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN, GATEWAY_KEY
 from hiclaw_bot.types import RoomId, TeamName, UserId, WorkerName
 from storage import Operation, Worker
@@ -163,6 +164,7 @@ async def attach(services: Services, ctx: StepContext, worker: str, *, team: str
     else:
         spec["leader"] = leader
     await ctx.store.workers.update(worker, team=team, role=role, spec=spec)
+    await regrant(services, ctx, worker, team)
     if row.room_id is not None and not is_leader:
         leader_id = names.user_id(leader, services.domain)
         async with ctx.external("matrix"):
@@ -181,6 +183,7 @@ async def detach(services: Services, ctx: StepContext, worker: str, *, leader: s
     spec = {key: value for key, value in row.spec.items() if key not in ("team", "leader")}
     spec["role"] = WORKER_ROLE
     await ctx.store.workers.update(worker, team=None, role=WORKER_ROLE, spec=spec)
+    await regrant(services, ctx, worker, None)
     if row.room_id is not None and worker != leader:
         leader_id = names.user_id(leader, services.domain)
         async with ctx.external("matrix"):

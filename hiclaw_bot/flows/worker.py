@@ -4,7 +4,11 @@
 
     register ─► secrets ─┬► account ─► room ─────────────────────┐
                          ├► gateway_consumer ─► gateway_auth ───┴► config ─┐
-                         └► skills ────────────────────────────────────────┴► runtime ─► ready ─► record
+                         ├► skills ────────────────────────────────────────┤
+                         └► storage_identity ──────────────────────────────┴► runtime ─► ready ─► record
+
+``storage_identity`` gives the worker its own object-store key (:mod:`~hiclaw_bot.flows.worker_identity`);
+the runtime's environment carries that key, never the bot's.
 
 The gateway and skills branches do not wait for Matrix, so they run side by side. ``worker.delete`` undoes
 the same resources in reverse, each "already gone" counting as done, and then forgets the worker.
@@ -21,6 +25,7 @@ from typing import Any
 from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, Skipped, Step, StepContext, is_gone
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.worker_identity import StorageIdentity
 from hiclaw_bot.flows.worker_steps import (
     Account,
     Config,
@@ -154,7 +159,8 @@ def create_steps(services: Services, op: Operation) -> Sequence[Step]:
         GatewayAuth(services, worker, list(params.get("mcp", [])), after=("gateway_consumer",)),
         Config(services, worker, params, after=("room", "gateway_auth")),
         Skills(services, worker, list(params.get("skills", [])), after=("secrets",)),
-        Runtime(services, worker, params, after=("config", "skills")),
+        StorageIdentity(services, worker, params, after=("secrets",)),
+        Runtime(services, worker, params, after=("config", "skills", "storage_identity")),
         Ready(services, worker),
         Record(services, worker, RUNNING),
     ]
@@ -168,6 +174,7 @@ def delete_steps(services: Services, op: Operation) -> Sequence[Step]:
         GatewayConsumer(services, worker),
         GatewayAuth(services, worker, []),
         Config(services, worker, params),
+        StorageIdentity(services, worker, params),
         Runtime(services, worker, params) if "image" in params else _runtime_for_delete(services, worker),
     ]
     return [Mark(services, worker, DELETING), *(Remove(step) for step in reversed(made)),
@@ -226,6 +233,7 @@ def update_steps(services: Services, op: Operation) -> Sequence[Step]:
         raise PermanentError("an update needs the worker's full spec")
     return [
         Mark(services, worker, UPDATING),
+        StorageIdentity(services, worker, params),
         Config(services, worker, params),
         Update(services, worker, params),
         ReadyUnlessAsleep(services, worker),

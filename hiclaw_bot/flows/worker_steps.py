@@ -15,13 +15,15 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from backends import NotFound, WorkerSpec, WorkerState
-from hiclaw_bot.agent.env import worker_env
+from backends import NotFound, Resources, WorkerSpec, WorkerState
+from backends.base import parse_quantity
+from hiclaw_bot.agent.env import StorageAccess, worker_env
 from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
+from hiclaw_bot.flows.worker_identity import worker_storage
 from hiclaw_bot.types import RoomId, UserId, WorkerName
 from storage import token_hex
 
@@ -294,13 +296,27 @@ class Skills(WorkerStep):
         return Done({"skills": sorted(set(self.skills)), "written": written})
 
 
-def worker_spec(services: Services, worker: str, params: Mapping[str, Any]) -> WorkerSpec:
-    """What the backend runs: the image, and the environment that tells the worker where its files are."""
-    env = {**dict(params.get("env", {})), **worker_env(services.storage_settings(), worker)}
+def worker_spec(services: Services, worker: str, params: Mapping[str, Any], storage: StorageAccess) -> WorkerSpec:
+    """What the backend runs: the image, and the environment that tells the worker where its files
+    are, with the worker's own key (``storage``), never the bot's."""
+    env = {**dict(params.get("env", {})), **worker_env(storage, worker)}
     command = params.get("command")
+    defaults = services.config.backend.resources
+    cpus, memory = str(params.get("cpus") or defaults.cpus), str(params.get("memory") or defaults.memory)
     return WorkerSpec(name=worker, image=str(params["image"]), env=env,
                       command=[str(arg) for arg in command] if command else None,
-                      labels={"role": str(params.get("role", "worker"))})
+                      labels={"role": str(params.get("role", "worker"))},
+                      resources=Resources(cpu_limit=cpus, memory_limit=memory,
+                                          cpu_request=_at_most(defaults.cpus_request, cpus),
+                                          memory_request=_at_most(defaults.memory_request, memory)))
+
+
+def _at_most(request: str, limit: str) -> str:
+    return request if parse_quantity(request) <= parse_quantity(limit) else limit
+
+
+async def spec_of(services: Services, ctx: StepContext, worker: str, params: Mapping[str, Any]) -> WorkerSpec:
+    return worker_spec(services, worker, params, await worker_storage(services, ctx.store, worker))
 
 
 class Runtime(WorkerStep):
@@ -310,21 +326,23 @@ class Runtime(WorkerStep):
 
     def __init__(self, services: Services, worker: str, params: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(services, worker, **kwargs)
-        self.spec = worker_spec(services, worker, params)
+        self.params = params
         self.resource = ResourceRef("worker_runtime", names.container(worker))
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
+        spec = await spec_of(self.services, ctx, self.worker, self.params)
         async with ctx.external("backend"):
             status = await self.services.backend.status(self.worker)
-        if status.state in (WorkerState.RUNNING, WorkerState.STARTING) and status.spec_hash == self.spec.spec_hash:
-            return Done({"spec_hash": self.spec.spec_hash}, external_id=names.container(self.worker),
-                        spec_hash=self.spec.spec_hash)
+        if status.state in (WorkerState.RUNNING, WorkerState.STARTING) and status.spec_hash == spec.spec_hash:
+            return Done({"spec_hash": spec.spec_hash}, external_id=names.container(self.worker),
+                        spec_hash=spec.spec_hash)
         return None
 
     async def do(self, ctx: StepContext) -> Outcome:
         backend = self.services.backend
+        spec = await spec_of(self.services, ctx, self.worker, self.params)
         async with ctx.external("backend"):
-            ref = await backend.create(self.spec, replace=True)
+            ref = await backend.create(spec, replace=True)
             await backend.start(self.worker)
         return Done({"spec_hash": ref.spec_hash}, external_id=ref.external_id, spec_hash=ref.spec_hash)
 
@@ -448,26 +466,28 @@ class Update(WorkerStep):
 
     def __init__(self, services: Services, worker: str, params: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(services, worker, **kwargs)
-        self.spec = worker_spec(services, worker, params)
+        self.params = params
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
+        spec = await spec_of(self.services, ctx, self.worker, self.params)
         async with ctx.external("backend"):
             status = await self.services.backend.status(self.worker)
-        if status.spec_hash != self.spec.spec_hash:
+        if status.spec_hash != spec.spec_hash:
             return None
         if status.state is not WorkerState.RUNNING and not await self._asleep(ctx):
             return None
-        return Done({"spec_hash": self.spec.spec_hash})
+        return Done({"spec_hash": spec.spec_hash})
 
     async def do(self, ctx: StepContext) -> Outcome:
+        spec = await spec_of(self.services, ctx, self.worker, self.params)
         async with ctx.external("backend"):
             try:
-                await self.services.backend.update(self.worker, self.spec)
+                await self.services.backend.update(self.worker, spec)
             except NotFound:
-                await self.services.backend.create(self.spec, replace=True)
+                await self.services.backend.create(spec, replace=True)
             if not await self._asleep(ctx):
                 await self.services.backend.start(self.worker)  # a no-op when it runs already
-        return Done({"spec_hash": self.spec.spec_hash}, spec_hash=self.spec.spec_hash)
+        return Done({"spec_hash": spec.spec_hash}, spec_hash=spec.spec_hash)
 
     async def _asleep(self, ctx: StepContext) -> bool:
         row = await ctx.store.workers.get(self.worker)

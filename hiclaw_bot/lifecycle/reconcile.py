@@ -33,6 +33,7 @@ from backends import BackendError, WorkerState, WorkerStatus
 from hiclaw_bot.engine import Engine, EngineError, describe
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.worker_identity import worker_storage
 from hiclaw_bot.flows.worker_steps import worker_spec
 from hiclaw_bot.lifecycle.report import post_report
 from storage import Worker
@@ -113,10 +114,11 @@ class Reconciler:
         self.engine = engine
         self._reported: set[Finding] = set()
 
-    def expected_hash(self, row: Worker) -> str | None:
+    async def expected_hash(self, row: Worker) -> str | None:
         try:
-            return worker_spec(self.services, row.name, _spec_params(row)).spec_hash
-        except (BackendError, KeyError, ValueError):
+            storage = await worker_storage(self.services, self.services.store, row.name)
+            return worker_spec(self.services, row.name, _spec_params(row), storage).spec_hash
+        except (BackendError, EngineError, KeyError, ValueError):
             return None  # a spec we cannot rebuild is not drift we can repair
 
     async def reconcile_once(self) -> ReconcileReport:
@@ -136,7 +138,8 @@ class Reconciler:
         rows = await store.workers.all()
         busy = await store.ops.active_subjects()
         report.workers, report.observed = len(rows), len(observed)
-        report.findings = plan(rows, observed, busy, self.expected_hash)
+        hashes = {row.name: await self.expected_hash(row) for row in rows}
+        report.findings = plan(rows, observed, busy, lambda row: hashes.get(row.name))
         by_name = {row.name: row for row in rows}
         for finding in report.findings:
             if finding.action is None:

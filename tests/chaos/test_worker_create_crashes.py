@@ -85,12 +85,13 @@ def agent_processes(worker: str | None) -> list[psutil.Process]:
 def no_agent_left_behind(tmp_path: Path) -> Iterator[None]:
     """Whatever a test's workers left running (a failed assertion included) is stopped after it.
 
-    Only this test's: an agent is the test's when its files live under the test's directory, so a
-    second test run on the same machine keeps its agents."""
+    Only this test's: agents whose working directory lies under its ``tmp_path``. Agents started
+    meanwhile by anything else on the machine (another session's tests) are not ours to stop.
+    """
     yield
     for proc in agent_processes(None):
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            if proc.environ().get("HICLAW_FS_DIR", "").startswith(str(tmp_path)):
+            if Path(proc.cwd()).is_relative_to(tmp_path):
                 proc.terminate()
 
 

@@ -145,8 +145,9 @@ class FakeKubeApiServer:
         apps = "/apis/apps/v1/namespaces/{ns}/deployments"
         core = "/api/v1/namespaces/{ns}"
         leases = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+        policies = "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
         for kind, base in (("Deployment", apps), ("Secret", f"{core}/secrets"), ("Pod", f"{core}/pods"),
-                           ("Lease", leases)):
+                           ("Lease", leases), ("NetworkPolicy", policies)):
             app.router.add_get(base, self._list(kind))
             app.router.add_get(base + "/{name}", self._get(kind))
             app.router.add_delete(base + "/{name}", self._delete(kind))

@@ -46,6 +46,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "Pod": ("", "pods", "v1"),
     "Secret": ("", "secrets", "v1"),
     "Lease": ("coordination.k8s.io", "leases", "coordination.k8s.io/v1"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies", "networking.k8s.io/v1"),
 }
 # Kinds whose PUT must carry a resourceVersion (their strategy refuses unconditional updates).
 CONDITIONAL_UPDATES = {"Lease"}

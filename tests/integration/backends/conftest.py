@@ -21,6 +21,7 @@ import pytest
 from backends.base import WorkerBackend, WorkerSpec, WorkerState, WorkerStatus
 from backends.docker import DockerBackend
 from backends.kubernetes import KubernetesBackend
+from backends.policy import ImagePolicy
 from backends.process import ProcessBackend
 from tests.fixtures.dockerd import DockerEngine
 from tests.fixtures.k8s import KubeTarget
@@ -106,10 +107,11 @@ def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str
         fake = target.fake is not None
         return kind, lambda instance: KubernetesBackend(
             instance, namespace=target.namespace, kubeconfig=target.kubeconfig, min_ready_seconds=0 if fake else 1,
-            rollout_timeout=20 if fake else 120, poll_interval=0.1, stop_grace_seconds=2), \
+            rollout_timeout=20 if fake else 120, poll_interval=0.1, stop_grace_seconds=2,
+            policy=ImagePolicy(allowed_registries=("docker.io", "registry.invalid"))), \
             {"v1": target.image_v1, "v2": target.image_v2, "bad": target.bad_image}
     return kind, lambda instance: ProcessBackend(instance, tmp_path / "workers", settle_seconds=0.5, stop_timeout=2), \
-        {"v1": "hiclaw-test/busybox:1", "v2": "hiclaw-test/busybox:2"}
+        {"v1": "localhost/hiclaw-test/busybox:1", "v2": "localhost/hiclaw-test/busybox:2"}
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ update that never leaves the worker without a container."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from backends.base import LABEL_INSTANCE, LABEL_SPEC_HASH, LABEL_WORKER, Resources, WorkerSpec, WorkerState
 from backends.docker import DockerBackend
 from backends.errors import Conflict, InvalidSpec, PolicyViolation, Unavailable, UpdateFailed
-from backends.policy import DockerPolicy
+from backends.policy import DockerPolicy, normalise_image
 from tests.fixtures.dockerd import DockerEngine
 from tests.integration.backends.conftest import WORKER_COMMAND, unique
 
@@ -38,7 +39,7 @@ def engine(dockerd: DockerEngine) -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def worker(name: str, image: str = "hiclaw-test/busybox:1", **env: str) -> WorkerSpec:
+def worker(name: str, image: str = "localhost/hiclaw-test/busybox:1", **env: str) -> WorkerSpec:
     return WorkerSpec(name, image, WORKER_COMMAND, env or {"GREETING": "hello"})
 
 
@@ -66,8 +67,21 @@ async def test_policy_refuses_before_any_engine_call(options: dict[str, Any], ru
 
 async def test_policy_refuses_foreign_registries() -> None:
     backend = DockerBackend("policy", base_url=NOWHERE)
-    with pytest.raises(PolicyViolation, match=r"registry 'ghcr\.io' is not in the allowed registries"):
+    with pytest.raises(PolicyViolation, match=r"image 'ghcr\.io/acme/worker:1' \(registry 'ghcr\.io'\) is not allowed"):
         await backend.create(worker("alice", "ghcr.io/acme/worker:1"))
+    await backend.close()
+
+
+@pytest.mark.parametrize(("image", "full"), [
+    ("attacker/x", "docker.io/attacker/x"), ("busybox", "docker.io/library/busybox"),
+    ("busybox:1.36", "docker.io/library/busybox:1.36"), ("index.docker.io/attacker/x:1", "docker.io/attacker/x:1"),
+])
+async def test_a_short_name_is_docker_hubs_and_refused(image: str, full: str) -> None:
+    """A name without a registry is not "local": the engine pulls it from Docker Hub."""
+    assert normalise_image(image) == full
+    backend = DockerBackend("policy", base_url=NOWHERE, policy=DockerPolicy(allowed_registries=("ghcr.io",)))
+    with pytest.raises(PolicyViolation, match=re.escape(f"image '{full}'")):
+        await backend.create(worker("alice", image))
     await backend.close()
 
 
@@ -75,8 +89,10 @@ async def test_policy_refuses_foreign_registries() -> None:
     ("localhost:5000/worker:1", DockerPolicy(), {}),
     ("127.0.0.1/worker:1", DockerPolicy(), {}),
     ("registry-7.example.com/worker:1", DockerPolicy(allowed_registries=("registry-*.example.com",)), {}),
-    ("worker:1", DockerPolicy(allow_host_network=True), {"network_mode": "host"}),
-    ("worker:1", DockerPolicy(), {"create_options": {"volumes": {"worker-data": {"bind": "/data"}},
+    ("localhost/worker:1", DockerPolicy(allow_host_network=True), {"network_mode": "host"}),
+    ("hiclaw/worker-agent:latest", DockerPolicy(default_image="hiclaw/worker-agent:latest"), {}),
+    ("busybox", DockerPolicy(allowed_registries=("docker.io/library/*",)), {}),
+    ("localhost/worker:1", DockerPolicy(), {"create_options": {"volumes": {"worker-data": {"bind": "/data"}},
                                                      "cap_add": ["NET_BIND_SERVICE"]}}),
 ])
 async def test_policy_lets_the_allowed_through(image: str, policy: DockerPolicy, options: dict[str, Any]) -> None:
@@ -100,7 +116,7 @@ async def test_an_unreachable_engine_is_transient() -> None:
 
 
 async def test_the_container_it_makes(backend: DockerBackend, engine: docker.DockerClient) -> None:
-    spec = WorkerSpec(unique(), "hiclaw-test/busybox:1", WORKER_COMMAND, {"GREETING": "hi"}, {"team": "a"},
+    spec = WorkerSpec(unique(), "localhost/hiclaw-test/busybox:1", WORKER_COMMAND, {"GREETING": "hi"}, {"team": "a"},
                       Resources(cpu_limit="500m", memory_limit="64Mi", memory_request="32Mi"))
     ref = await backend.create(spec)
     container = engine.containers.get(f"hiclaw-worker-{spec.name}")
@@ -121,7 +137,7 @@ async def test_update_replaces_the_container_under_the_same_name(backend: Docker
     name = unique()
     old = await backend.create(worker(name))
     await backend.start(name)
-    await backend.update(name, worker(name, "hiclaw-test/busybox:2"))
+    await backend.update(name, worker(name, "localhost/hiclaw-test/busybox:2"))
     containers = engine.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
     assert [c.name for c in containers] == [f"hiclaw-worker-{name}"]
     assert containers[0].id != old.external_id
@@ -134,9 +150,9 @@ async def test_failed_update_removes_the_new_container(backend: DockerBackend, e
     old = await backend.create(worker(name))
     await backend.start(name)
     with pytest.raises(UpdateFailed, match="exited with code 3"):
-        await backend.update(name, WorkerSpec(name, "hiclaw-test/busybox:2", ["sh", "-c", "exit 3"]))
+        await backend.update(name, WorkerSpec(name, "localhost/hiclaw-test/busybox:2", ["sh", "-c", "exit 3"]))
     with pytest.raises(UpdateFailed, match="could not create the new container"):
-        await backend.update(name, worker(name, "hiclaw-test/not-imported:1"))
+        await backend.update(name, worker(name, "localhost/hiclaw-test/not-imported:1"))
     containers = engine.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
     assert [(c.id, c.status) for c in containers] == [(old.external_id, "running")]
 
@@ -148,10 +164,10 @@ async def test_readiness_command_decides_an_update(dockerd: DockerEngine) -> Non
     try:
         await backend.create(worker(name))
         await backend.start(name)
-        never_ready = WorkerSpec(name, "hiclaw-test/busybox:2", WORKER_COMMAND, {"GREETING": "never"})
+        never_ready = WorkerSpec(name, "localhost/hiclaw-test/busybox:2", WORKER_COMMAND, {"GREETING": "never"})
         with pytest.raises(UpdateFailed, match="readiness command never succeeded"):
             await backend.update(name, never_ready)
-        ready = WorkerSpec(name, "hiclaw-test/busybox:2", ["sh", "-c", "touch ready; exec sleep 600"])
+        ready = WorkerSpec(name, "localhost/hiclaw-test/busybox:2", ["sh", "-c", "touch ready; exec sleep 600"])
         await backend.update(name, ready)
         assert (await backend.status(name)).spec_hash == ready.spec_hash
     finally:
@@ -164,11 +180,11 @@ async def test_an_interrupted_update_is_finished_by_the_next_call(backend: Docke
     """The bot died after removing the old container and before renaming the new one."""
     name = unique()
     await backend.create(worker(name))
-    new_spec = worker(name, "hiclaw-test/busybox:2")
+    new_spec = worker(name, "localhost/hiclaw-test/busybox:2")
     engine.containers.get(f"hiclaw-worker-{name}").remove(force=True)
     labels = {LABEL_WORKER: name, LABEL_SPEC_HASH: new_spec.spec_hash, LABEL_INSTANCE: backend.instance}
-    engine.containers.run("hiclaw-test/busybox:2", WORKER_COMMAND, name=f"hiclaw-worker-{name}.next", labels=labels,
-                          init=True, network_mode="none", detach=True)
+    engine.containers.run("localhost/hiclaw-test/busybox:2", WORKER_COMMAND, name=f"hiclaw-worker-{name}.next",
+                          labels=labels, init=True, network_mode="none", detach=True)
     assert (await backend.status(name)).spec_hash == new_spec.spec_hash  # observed, not yet moved
     await backend.start(name)  # a call that changes the worker finishes the rename
     assert [c.name for c in engine.containers.list(filters={"label": f"{LABEL_WORKER}={name}"})] == [

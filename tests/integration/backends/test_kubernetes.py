@@ -19,6 +19,7 @@ from kubernetes.aio import client, config
 from backends.base import LABEL_WORKER, WorkerSpec, WorkerState
 from backends.errors import Conflict, InvalidSpec, TransientBackendError, Unavailable, UpdateFailed
 from backends.kubernetes import KubernetesBackend
+from backends.policy import ImagePolicy
 from tests.fakes.k8s_apiserver import FakeKubeApiServer
 from tests.fixtures.k8s import KubeTarget
 from tests.integration.backends.conftest import WORKER_COMMAND, Harness, eventually, unique
@@ -31,7 +32,8 @@ async def k8s(kube: KubeTarget) -> AsyncIterator[Harness]:
     def factory(instance: str) -> KubernetesBackend:
         return KubernetesBackend(instance, namespace=kube.namespace, kubeconfig=kube.kubeconfig,
                                  min_ready_seconds=0 if fake else 1, rollout_timeout=20 if fake else 120,
-                                 poll_interval=0.1, stop_grace_seconds=2)
+                                 poll_interval=0.1, stop_grace_seconds=2,
+                                 policy=ImagePolicy(allowed_registries=("docker.io", "registry.invalid")))
 
     harness = Harness("kubernetes", factory(unique("test-")), kube.image_v1, kube.image_v2, kube.bad_image, factory)
     try:

@@ -31,8 +31,8 @@ def test_every_manifest_validates(version: str) -> None:
     for obj in objects():
         kubernetes_validate.validate(obj, version, strict=True)
         checked.append(obj["kind"])
-    assert sorted(checked) == ["ConfigMap", "Deployment", "Namespace", "PersistentVolumeClaim", "Role",
-                               "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    assert sorted(checked) == ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PersistentVolumeClaim",
+                               "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
 
 
 def test_the_deployment_passes_the_apiserver_rules_the_schema_misses() -> None:

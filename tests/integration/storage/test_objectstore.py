@@ -192,3 +192,15 @@ def test_seaweed_listens_on_loopback_and_hides_its_secret(seaweed: SeaweedServer
     assert seaweed.endpoint_url.startswith("http://127.0.0.1:")
     assert seaweed.secret_key not in repr(seaweed)
     assert os.environ.get("AWS_EC2_METADATA_DISABLED") == "true"
+
+
+async def test_local_files_are_the_bots_alone(tmp_path: Path) -> None:
+    """0600 files, 0700 directories at every level the store makes, seeds included."""
+    store = LocalObjectStore(tmp_path / "objects")
+    await store.put("agents/a/config/openclaw.json", b"{}")
+    await store.put_if_absent("agents/a/SOUL.md", b"soul")
+    root = tmp_path / "objects"
+    for path in (root / "agents/a/config/openclaw.json", root / "agents/a/SOUL.md"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    for path in (root, root / "agents", root / "agents/a", root / "agents/a/config"):
+        assert path.stat().st_mode & 0o777 == 0o700, path

@@ -1,0 +1,1 @@
+"""The trust boundaries of docs/SECURITY.md, each proved against the real thing it guards."""
