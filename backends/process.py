@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+import logging
 import os
 import shutil
 import signal
@@ -47,7 +48,10 @@ from backends.base import (
     object_name,
     worker_labels,
 )
+from backends.envrules import denied_by
 from backends.errors import BackendError, Conflict, ExecTimeout, InvalidSpec, NotFound, UpdateFailed
+
+log = logging.getLogger("backends.process")
 
 BACKEND = "process"
 _STATE = "state.json"
@@ -292,7 +296,14 @@ class ProcessBackend:
         return command
 
     def _env(self, name: str, spec: WorkerSpec) -> dict[str, str]:
-        return {**self._base_env, "HOME": str(self._dir(name) / "work"), **spec.env}
+        """The spec's variables, less any that would run code on this host (``backends.envrules``:
+        the bot refuses them up front; this catches one stored before), then ours on top."""
+        dropped = sorted(key for key in spec.env if denied_by(key) is not None)
+        if dropped:
+            log.warning("worker %s: not passing %s (variables that change how programs run)", name,
+                        ", ".join(dropped))
+        kept = {key: value for key, value in spec.env.items() if denied_by(key) is None}
+        return {**kept, **self._base_env, "HOME": str(self._dir(name) / "work")}
 
     async def _load(self, name: str) -> dict[str, Any] | None:
         """The worker's state, after settling an update a dead bot left half done."""

@@ -200,6 +200,15 @@ class QuotaConfig(_Model):
         return self
 
 
+class WorkerEnvConfig(_Model):
+    """What ``--env`` may set in a worker (``hiclaw_bot.flows.worker_env`` holds the built-in rule)."""
+
+    deny: list[str] = Field(default_factory=list)
+    """More names to refuse, on top of the built-in deny list: exact (``MY_VAR``) or a prefix (``MY_*``)."""
+    max_value_chars: int = Field(default=4096, ge=1, le=65536)
+    max_vars: int = Field(default=64, ge=1, le=1024)
+
+
 class LifecycleConfig(_Model):
     idle_timeout: Duration = 12 * 3600.0
     idle_check_interval: Duration = 60.0
@@ -279,6 +288,7 @@ class Config(_Model):
     storage: Annotated[S3StorageConfig | LocalStorageConfig, Field(discriminator="kind")]
     backend: BackendConfig = BackendConfig()
     quotas: QuotaConfig = QuotaConfig()
+    worker_env: WorkerEnvConfig = WorkerEnvConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
     api: ApiConfig = ApiConfig()
     mail: MailConfig = MailConfig()

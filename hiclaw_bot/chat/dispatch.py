@@ -27,7 +27,14 @@ from typing import Any
 
 from hiclaw_bot.chat.arguments import Args, UsageError, bind
 from hiclaw_bot.chat.context import AlreadyHandled, CommandContext, EventState, Incoming
-from hiclaw_bot.chat.grammar import BotIdentity, GrammarError, Invocation, command_text, parse
+from hiclaw_bot.chat.grammar import (
+    MAX_MESSAGE_CHARS,
+    BotIdentity,
+    GrammarError,
+    Invocation,
+    command_text,
+    parse,
+)
 from hiclaw_bot.chat.permissions import Actor, ActorKind, Permission, RoomScope, decide
 from hiclaw_bot.chat.progress import ProgressHub
 from hiclaw_bot.chat.registry import Command, Found, Registry, unknown_reply
@@ -121,6 +128,9 @@ class Dispatcher:
                                        f"(commands older than {spoken_duration(limit)} are not run). "
                                        f"Send it again if it is still wanted."),
                               "ignored", _summary(text), detail=f"age {message.age:.0f}s")
+            if len(message.body) > MAX_MESSAGE_CHARS:
+                return Answer(Reply.of(f"That message is too long to be a command ({len(message.body)} characters; "
+                                       f"at most {MAX_MESSAGE_CHARS})."), "usage", _summary(text[:200]))
             actor = await self.resolver.actor(message.sender)
             invocation = parse(text)
             if isinstance(invocation, GrammarError):

@@ -16,14 +16,18 @@ from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, table
 from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.config import Config
+from hiclaw_bot.flows import accounts
 from hiclaw_bot.flows import team as flows
 from hiclaw_bot.flows import worker as worker_flows
+from hiclaw_bot.flows.services import Services
 from storage import Team, Worker
 
 
 class TeamCommands:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, services: Services | None = None) -> None:
         self.config = config
+        self.services = services
+        """For the account check of new workers' names (None: left to the account step)."""
 
     async def _team(self, ctx: CommandContext) -> Team | Reply:
         name = ctx.args.get("name", str)
@@ -68,6 +72,11 @@ class TeamCommands:
         if existing and not adopt:
             return Reply.of(f"Worker(s) {', '.join(f'`{w}`' for w in existing)} already exist. Add `--adopt` to "
                             f"take them into the team as they are, or choose other names.")
+        if self.services is not None:
+            for worker in [leader, *members]:
+                taken = None if worker in existing else await accounts.refusal(self.services, ctx.store, worker)
+                if taken is not None:
+                    return Reply.of(taken[:1].upper() + taken[1:] + ".")
         model = ctx.args.optional("model", str) or self.config.quotas.default_model
         allowed = self.config.quotas.allowed_models
         if allowed and model not in allowed:
@@ -189,8 +198,8 @@ def _row(worker: Worker, team: Team) -> list[str]:
     return [worker.name, "leader" if worker.name == team.leader else "worker", worker.state, worker.model or "–"]
 
 
-def register_team_commands(registry: Registry, config: Config) -> None:
-    commands = TeamCommands(config)
+def register_team_commands(registry: Registry, config: Config, services: Services | None = None) -> None:
+    commands = TeamCommands(config, services)
     team = positional("name", NAME, "the team")
     target = TargetSpec("team", "name")
     registry.command(

@@ -20,8 +20,10 @@ from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
 from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.config import Config, parse_duration
+from hiclaw_bot.flows import accounts
 from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
+from hiclaw_bot.flows import worker_env as env_rule
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import builtin_skills
 from storage import Worker
@@ -67,6 +69,9 @@ class WorkerCommands:
         quotas = self.config.quotas
         if await ctx.store.workers.get(name) is not None:
             return Reply.of(f"A worker named `{name}` already exists: `!worker status {name}`.")
+        taken = await accounts.refusal(self.services, ctx.store, name)
+        if taken is not None:
+            return Reply.of(taken[:1].upper() + taken[1:] + ".")
         model = ctx.args.optional("model", str) or quotas.default_model
         if quotas.allowed_models and model not in quotas.allowed_models:
             return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(quotas.allowed_models)}.")
@@ -78,6 +83,10 @@ class WorkerCommands:
         unknown = sorted(set(skills) - set(builtin_skills()))
         if unknown:
             return Reply.of(f"Unknown skill(s): {', '.join(unknown)}. Known: {', '.join(builtin_skills())}.")
+        env = dict(ctx.args.values.get("env") or {})
+        bad_env = env_rule.refusal(env, self.config.worker_env)
+        if bad_env is not None:
+            return Reply.of(f"Not created: {bad_env}.")
         refusal = await self._quota(ctx, team)
         if refusal is not None:
             return refusal
@@ -90,7 +99,7 @@ class WorkerCommands:
             "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
             "team": team, "skills": skills,
             "mcp": ctx.args.values.get("mcp") or [],
-            "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s,
+            "env": env, "idle_timeout": idle_s,
         }
         if team_row is not None:
             # Made by the team's own operation, so the team room, power levels and the leader's
@@ -221,6 +230,9 @@ class WorkerCommands:
                 changes[key] = value
         env = ctx.args.values.get("env") or {}
         if env:
+            bad_env = env_rule.refusal(dict(env), self.config.worker_env)
+            if bad_env is not None:
+                return Reply.of(f"Not changed: {bad_env}.")
             changes["env"] = {**dict(row.spec.get("env") or {}), **dict(env)}
         if not changes:
             return Reply.of("Nothing to change: give `--model`, `--image` or `--env KEY=VALUE`.")
