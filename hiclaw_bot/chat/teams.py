@@ -12,6 +12,7 @@ from typing import Any
 
 from hiclaw_bot.chat.arguments import INT, NAME, TEXT, ListOf, flag, option, positional
 from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, table
 from hiclaw_bot.chat.resolve import team_worker_limit
@@ -203,7 +204,8 @@ def register_team_commands(registry: Registry, config: Config, services: Service
     team = positional("name", NAME, "the team")
     target = TargetSpec("team", "name")
     registry.command(
-        "team", "create", summary="Create a team: its leader, workers and rooms", handler=commands.create,
+        "team", "create", permission=Permission.MANAGE,
+        summary="Create a team: its leader, workers and rooms", handler=commands.create,
         target=target,
         args=[team, option("leader", NAME, "the leader worker", required=True),
               option("workers", ListOf(NAME), "the member workers, a,b,c"),
@@ -212,15 +214,20 @@ def register_team_commands(registry: Registry, config: Config, services: Service
               option("max_workers", INT, "the team's worker quota (default from the config)"),
               flag("adopt", "take existing teamless workers into the team")],
     )
-    registry.command("team", "add", summary="Put an existing worker in a team", handler=commands.add,
+    registry.command("team", "add", permission=Permission.MANAGE,
+                     summary="Put an existing worker in a team", handler=commands.add,
                      target=target, args=[team, positional("worker", NAME, "the worker")])
-    registry.command("team", "remove", summary="Take a worker out of a team; it keeps running",
+    registry.command("team", "remove", permission=Permission.MANAGE,
+                     summary="Take a worker out of a team; it keeps running",
                      handler=commands.remove, target=target, args=[team, positional("worker", NAME, "the worker")])
-    registry.command("team", "list", summary="All teams", handler=commands.list, aliases=("teams",))
-    registry.command("team", "status", summary="One team: leader, workers, rooms, current operation",
+    registry.command("team", "list", permission=Permission.READ,
+                     summary="All teams", handler=commands.list, aliases=("teams",))
+    registry.command("team", "status", permission=Permission.READ,
+                     summary="One team: leader, workers, rooms, current operation",
                      handler=commands.status, target=target, args=[team])
     registry.command(
-        "team", "delete", summary="Delete a team's rooms; its workers stay unless --with-workers",
+        "team", "delete", permission=Permission.MANAGE,
+        summary="Delete a team's rooms; its workers stay unless --with-workers",
         handler=commands.delete, target=target,
         args=[team, flag("with_workers", "delete the leader and the workers too")],
         confirm="deletes team {name}: its rooms are renamed \"[deleted]\" and lose their aliases; its workers "

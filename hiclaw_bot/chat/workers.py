@@ -273,7 +273,8 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
     target = TargetSpec("worker", "name")
     worker = positional("name", NAME, "the worker")
     registry.command(
-        "worker", "create", summary="Create a worker and start it", handler=commands.create,
+        "worker", "create", permission=Permission.PROVISION,
+        summary="Create a worker and start it", handler=commands.create,
         target=TargetSpec("worker", "name", team_arg="team"),
         args=[worker, option("model", TEXT, "the model (default from the config)"),
               option("image", TEXT, "the runtime image"), option("team", NAME, "the team it joins"),
@@ -281,26 +282,33 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
               option("env", PAIR, "an environment variable", many=True),
               option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h")],
     )
-    registry.command("worker", "list", summary="Workers and their state", handler=commands.list,
+    registry.command("worker", "list", permission=Permission.READ,
+                     summary="Workers and their state", handler=commands.list,
                      aliases=("worker ls", "workers"),
                      args=[option("state", TEXT, "only workers in this state, e.g. Sleeping"),
                            option("team", NAME, "only this team's workers"),
                            option("limit", Integer(1, LIST_MAX), f"how many rows (default {LIST_DEFAULT})",
                                   default=LIST_DEFAULT)])
-    registry.command("worker", "status", summary="One worker: state, runtime, current operation",
+    registry.command("worker", "status", permission=Permission.READ,
+                     summary="One worker: state, runtime, current operation",
                      handler=commands.status, target=target, args=[worker])
-    registry.command("worker", "wake", summary="Start a sleeping worker", handler=commands.wake,
+    registry.command("worker", "wake", permission=Permission.OPERATE,
+                     summary="Start a sleeping worker", handler=commands.wake,
                      target=target, args=[worker])
-    registry.command("worker", "sleep", summary="Stop a worker; its files and room stay", handler=commands.sleep,
+    registry.command("worker", "sleep", permission=Permission.OPERATE,
+                     summary="Stop a worker; its files and room stay", handler=commands.sleep,
                      target=target, args=[worker])
-    registry.command("worker", "update", summary="Change a worker's model, image or environment",
+    registry.command("worker", "update", permission=Permission.OPERATE,
+                     summary="Change a worker's model, image or environment",
                      handler=commands.update, target=target,
                      args=[worker, option("model", TEXT, "the new model"), option("image", TEXT, "the new image"),
                            option("env", PAIR, "set an environment variable", many=True)])
-    registry.command("worker", "delete", summary="Delete a worker and everything made for it",
+    registry.command("worker", "delete", permission=Permission.PROVISION,
+                     summary="Delete a worker and everything made for it",
                      handler=commands.delete, target=target, args=[worker],
                      confirm="deletes worker {name}: its runtime, files, gateway access and room alias")
-    registry.command("worker", "logs", summary="The end of a worker's logs", handler=commands.logs,
+    registry.command("worker", "logs", permission=Permission.OPERATE,
+                     summary="The end of a worker's logs", handler=commands.logs,
                      target=target, args=[worker, option("tail", INT, "how many lines", default=50)])
     registry.command("worker", "exec", summary="Run a command inside a worker (admins only)",
                      handler=commands.exec, target=target, args=[worker], raw="COMMAND…",
