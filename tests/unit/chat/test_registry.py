@@ -22,8 +22,8 @@ def tokens(line: str) -> list[Token]:
 def registry() -> Registry:
     registry = default_registry()
     registry.command("worker", "wake", summary="Start a sleeping worker", handler=nothing,
-                     permission=Permission.OPERATE, args=[positional("name", NAME, "the worker")], target=TargetSpec("worker", "name"),
-                     aliases=("worker up",))
+                     permission=Permission.OPERATE, args=[positional("name", NAME, "the worker")],
+                     target=TargetSpec("worker", "name"), aliases=("worker up",))
     registry.command("gc", summary="Collect garbage", handler=nothing, permission=Permission.MANAGE)
     return registry
 
