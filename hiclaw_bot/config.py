@@ -221,6 +221,12 @@ class LifecycleConfig(_Model):
     """How often seen activity is written to the workers table (one batched write)."""
 
 
+MIN_API_TOKEN_CHARS = 32
+PLACEHOLDERS = frozenset({"change-me", "changeme", "change_me", "secret", "token", "password", "replace-me",
+                          "example", "test", "xxx", "todo"})
+_PLACEHOLDER_PARTS = ("change-me", "changeme", "replace-me", "your-token", "<token>")
+
+
 class ApiConfig(_Model):
     enabled: bool = True
     listen: str = "127.0.0.1:8090"
@@ -229,6 +235,20 @@ class ApiConfig(_Model):
     """Who the token stands for: operations it starts are by actor ``api:<token_name>``."""
     protect_metrics: bool = False
     """``/metrics`` is open by default (scraped on an internal port); true: it needs the token too."""
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """The token opens every worker's wake and sleep: no placeholder, nothing guessable by length."""
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if token.strip().casefold() in PLACEHOLDERS or any(p in token.casefold() for p in _PLACEHOLDER_PARTS):
+            raise ValueError("is a placeholder; generate one, e.g. `openssl rand -hex 32`")
+        if len(token) < MIN_API_TOKEN_CHARS:
+            raise ValueError(f"is {len(token)} characters long; use at least {MIN_API_TOKEN_CHARS} "
+                             f"(e.g. `openssl rand -hex 32`)")
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -51,6 +51,8 @@ class TargetSpec:
     kind: Literal["worker", "team", "human", "op"]
     arg: str
     team_arg: str | None = None
+    must_exist: bool = False
+    """An unknown target is answered at once, before any confirmation is asked for."""
 
 
 @dataclass(frozen=True)

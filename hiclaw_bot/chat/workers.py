@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from backends import BackendError, ExecTimeout, WorkerState
-from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, Integer, ListOf, option, positional
+from hiclaw_bot.chat.arguments import NAME, PAIR, TEXT, Integer, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
 from hiclaw_bot.chat.resolve import team_worker_limit
-from hiclaw_bot.config import Config, parse_duration
+from hiclaw_bot.config import Config, HigressConfig, parse_duration
 from hiclaw_bot.flows import accounts
 from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
@@ -28,6 +28,9 @@ from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import builtin_skills
 from storage import Worker
 
+LOG_TAIL_DEFAULT = 100
+LOG_TAIL_MAX = 2000
+"""Lines ``!worker logs --tail`` may ask for: the backend reads them from the end of the log."""
 LOG_LIMIT = 3500
 """Characters of logs or exec output a reply carries (the tail: the end is what matters)."""
 EXEC_TIMEOUT = 30.0
@@ -83,6 +86,12 @@ class WorkerCommands:
         unknown = sorted(set(skills) - set(builtin_skills()))
         if unknown:
             return Reply.of(f"Unknown skill(s): {', '.join(unknown)}. Known: {', '.join(builtin_skills())}.")
+        mcp: list[str] = ctx.args.values.get("mcp") or []
+        allowed_mcp = self.config.gateway.mcp_servers if isinstance(self.config.gateway, HigressConfig) else []
+        not_allowed = sorted(set(mcp) - set(allowed_mcp))
+        if not_allowed:
+            listing = ", ".join(allowed_mcp) if allowed_mcp else "none (gateway.mcp_servers is empty)"
+            return Reply.of(f"MCP server(s) not allowed here: {', '.join(not_allowed)}. Allowed: {listing}.")
         env = dict(ctx.args.values.get("env") or {})
         bad_env = env_rule.refusal(env, self.config.worker_env)
         if bad_env is not None:
@@ -98,7 +107,7 @@ class WorkerCommands:
         params: dict[str, Any] = {
             "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
             "team": team, "skills": skills,
-            "mcp": ctx.args.values.get("mcp") or [],
+            "mcp": mcp,
             "env": env, "idle_timeout": idle_s,
         }
         if team_row is not None:
@@ -271,6 +280,7 @@ def _spec(row: Worker) -> Mapping[str, Any]:
 def register_worker_commands(registry: Registry, services: Services) -> None:
     commands = WorkerCommands(services)
     target = TargetSpec("worker", "name")
+    existing = TargetSpec("worker", "name", must_exist=True)
     worker = positional("name", NAME, "the worker")
     registry.command(
         "worker", "create", permission=Permission.PROVISION,
@@ -294,22 +304,24 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
                      handler=commands.status, target=target, args=[worker])
     registry.command("worker", "wake", permission=Permission.OPERATE,
                      summary="Start a sleeping worker", handler=commands.wake,
-                     target=target, args=[worker])
+                     target=existing, args=[worker])
     registry.command("worker", "sleep", permission=Permission.OPERATE,
                      summary="Stop a worker; its files and room stay", handler=commands.sleep,
-                     target=target, args=[worker])
+                     target=existing, args=[worker])
     registry.command("worker", "update", permission=Permission.OPERATE,
                      summary="Change a worker's model, image or environment",
-                     handler=commands.update, target=target,
+                     handler=commands.update, target=existing,
                      args=[worker, option("model", TEXT, "the new model"), option("image", TEXT, "the new image"),
                            option("env", PAIR, "set an environment variable", many=True)])
     registry.command("worker", "delete", permission=Permission.PROVISION,
                      summary="Delete a worker and everything made for it",
-                     handler=commands.delete, target=target, args=[worker],
+                     handler=commands.delete, target=existing, args=[worker],
                      confirm="deletes worker {name}: its runtime, files, gateway access and room alias")
     registry.command("worker", "logs", permission=Permission.OPERATE,
                      summary="The end of a worker's logs", handler=commands.logs,
-                     target=target, args=[worker, option("tail", INT, "how many lines", default=50)])
+                     target=target, args=[worker, option("tail", Integer(1, LOG_TAIL_MAX),
+                                                          f"how many lines (default {LOG_TAIL_DEFAULT})",
+                                                          default=LOG_TAIL_DEFAULT)])
     registry.command("worker", "exec", summary="Run a command inside a worker (admins only)",
                      handler=commands.exec, target=target, args=[worker], raw="COMMAND…",
                      permission=Permission.MANAGE)

@@ -14,7 +14,7 @@ from tests.integration.chat.conftest import ChatSetup, ask, setup, talking
 
 __all__ = ["setup"]
 
-TOKEN = "app-api-token-0123456789"
+TOKEN = "app-api-token-0123456789abcdef0123456789"
 
 
 def free_port() -> int:
