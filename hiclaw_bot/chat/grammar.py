@@ -27,9 +27,12 @@ _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u2018":
 """Opening quote → the character that closes it (phone keyboards type curly quotes)."""
 _MATRIX_TO = "https://matrix.to/#/"
 _SEPARATORS = ":,;"
-MAX_MESSAGE_CHARS = 16 * 1024
+MAX_MESSAGE_CHARS = 8 * 1024
 """A message body longer than this is never read as a command (the cap comes before any parsing).
 A command line is short; a Matrix event can be 64 KiB, and every message in every room is looked at."""
+MAX_WORDS = 256
+"""A command line of more words than this is refused before it is split (counted by whitespace)."""
+_SPECIAL = frozenset(_QUOTES) | {"\\"}
 _PILL_SCAN = 4096
 """How much of ``formatted_body`` (after a reply's quote) may hold the leading pill."""
 
@@ -183,6 +186,8 @@ def command_text(body: str, bot: BotIdentity, formatted_body: str | None = None)
 
 def tokenize(text: str) -> list[Token] | GrammarError:
     """Split like a shell, without ever raising: an open quote is reported, a lone ``\\`` is kept."""
+    if _SPECIAL.isdisjoint(text):  # no quotes, no escapes: whitespace alone splits (the common case)
+        return [Token(word) for word in text.split()]
     tokens: list[Token] = []
     current: list[str] = []
     in_word = quoted = False
@@ -221,6 +226,8 @@ def tokenize(text: str) -> list[Token] | GrammarError:
 
 def parse(text: str) -> Invocation | GrammarError:
     """Split a command line (after the ``!``) into words and raw argv."""
+    if len(text.split(maxsplit=MAX_WORDS)) > MAX_WORDS:
+        return GrammarError(f"a command has at most {MAX_WORDS} words", text)
     tokens = tokenize(text)
     if isinstance(tokens, GrammarError):
         return tokens

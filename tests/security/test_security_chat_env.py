@@ -27,10 +27,10 @@ def payload(marker: Path) -> list[str]:
 async def appears(path: Path, within: float = 4.0) -> bool:
     """Whether ``path`` appears within ``within`` seconds (the payload runs as a process starts)."""
     for _ in range(int(within / 0.1)):
-        if path.exists():
+        if await asyncio.to_thread(path.exists):
             return True
         await asyncio.sleep(0.1)
-    return path.exists()
+    return await asyncio.to_thread(path.exists)
 
 
 async def test_create_and_update_refuse_interpreter_variables(secure: ChatSetup, tmp_path: Path) -> None:
