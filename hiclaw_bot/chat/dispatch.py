@@ -176,7 +176,7 @@ class Dispatcher:
         if command.target is not None and command.target.must_exist and target is not None and not target.exists \
                 and await self.store.ops.holder(f"{target.kind}:{target.name}") is None:
             return Answer(Reply.of(f"There is no {target.kind} named `{target.name}`. "
-                                   f"`!{target.kind} list` shows them."), "usage", command.name, subject)
+                                   f"`!{target.kind} list` shows them."), "not-found", command.name, subject)
         if command.confirm is not None and not confirmed:
             return self._ask_confirmation(message, command, invocation, args.values, subject)
         ctx = CommandContext(command=command, args=args, argv=invocation.raw or (), actor=actor, message=message,
