@@ -55,13 +55,20 @@ from backends.base import (
     worker_labels,
 )
 from backends.confinement import Confinement
+from backends.envrules import denied_by
 from backends.errors import BackendError, Conflict, ExecTimeout, InvalidSpec, NotFound, UpdateFailed
 from backends.forkserver import ForkServer
+
+log = logging.getLogger("backends.process")
 
 BACKEND = "process"
 logger = logging.getLogger(__name__)
 _STATE = "state.json"
 _LOG = "worker.log"
+EXEC_OUTPUT_MAX = 1 << 20
+"""Bytes of an exec's stdout (and of its stderr) kept; the rest is read and dropped, not held."""
+_TAIL_MAX_BYTES = 4 << 20
+"""How far back from the end of a log a tail reads, however long its lines."""
 
 
 class ProcessBackend:
@@ -177,7 +184,7 @@ class ProcessBackend:
         except OSError as exc:  # like a container engine: the command could not be run
             return ExecResult(126, "", f"cannot run {command[0]!r}: {exc.strerror}\n")
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+            stdout, stderr = await asyncio.wait_for(_output(process), timeout)
         except TimeoutError:
             _signal_group(process.pid, signal.SIGKILL)
             await process.wait()
@@ -189,11 +196,11 @@ class ProcessBackend:
         check_name(BACKEND, name)
         self._peek(name)
         log = self._dir(name) / _LOG
-        text = await asyncio.to_thread(lambda: log.read_bytes().decode(errors="replace") if log.exists() else "")
         if tail is None:
-            return text
-        lines = text.splitlines(keepends=True)
-        return "".join(lines[-tail:]) if tail > 0 else ""
+            return await asyncio.to_thread(lambda: log.read_bytes().decode(errors="replace") if log.exists() else "")
+        if tail <= 0:
+            return ""
+        return await asyncio.to_thread(_last_lines, log, tail)
 
     async def list(self) -> builtins.list[WorkerStatus]:
         found = []
@@ -349,7 +356,14 @@ class ProcessBackend:
         return command
 
     def _env(self, name: str, spec: WorkerSpec) -> dict[str, str]:
-        return {**self._base_env, "HOME": str(self._dir(name) / "work"), **spec.env}
+        """The spec's variables, less any that would run code on this host (``backends.envrules``:
+        the bot refuses them up front; this catches one stored before), then ours on top."""
+        dropped = sorted(key for key in spec.env if denied_by(key) is not None)
+        if dropped:
+            log.warning("worker %s: not passing %s (variables that change how programs run)", name,
+                        ", ".join(dropped))
+        kept = {key: value for key, value in spec.env.items() if denied_by(key) is None}
+        return {**kept, **self._base_env, "HOME": str(self._dir(name) / "work")}
 
     async def _load(self, name: str) -> dict[str, Any] | None:
         """The worker's state, after settling an update a dead bot left half done."""
@@ -423,3 +437,39 @@ def _spec_to_json(spec: WorkerSpec) -> dict[str, Any]:
 def _spec_from_json(data: Mapping[str, Any]) -> WorkerSpec:
     resources = Resources(**data["resources"]) if data.get("resources") else None
     return WorkerSpec(data["name"], data["image"], data["command"], data["env"], data["labels"], resources)
+
+
+async def _output(process: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
+    """An exec's stdout and stderr, each cut at :data:`EXEC_OUTPUT_MAX` bytes, once it has exited."""
+    assert process.stdout is not None
+    assert process.stderr is not None
+    stdout, stderr, _ = await asyncio.gather(_bounded(process.stdout), _bounded(process.stderr), process.wait())
+    return stdout, stderr
+
+
+async def _bounded(stream: asyncio.StreamReader) -> bytes:
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        if len(kept) < EXEC_OUTPUT_MAX:
+            kept += chunk[:EXEC_OUTPUT_MAX - len(kept)]
+    return bytes(kept)
+
+
+def _last_lines(path: Path, count: int) -> str:
+    """The last ``count`` lines of a file, read backwards from its end in blocks (never the whole file)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return ""
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        position, data = end, b""
+        while position > 0 and data.count(b"\n") <= count and end - position < _TAIL_MAX_BYTES:
+            step = min(65536, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    lines = data.decode(errors="replace").splitlines(keepends=True)
+    if position > 0 and lines:
+        lines = lines[1:]  # the first one is cut
+    return "".join(lines[-count:])

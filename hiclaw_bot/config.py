@@ -222,6 +222,15 @@ class QuotaConfig(_Model):
         return self
 
 
+class WorkerEnvConfig(_Model):
+    """What ``--env`` may set in a worker (``hiclaw_bot.flows.worker_env`` holds the built-in rule)."""
+
+    deny: list[str] = Field(default_factory=list)
+    """More names to refuse, on top of the built-in deny list: exact (``MY_VAR``) or a prefix (``MY_*``)."""
+    max_value_chars: int = Field(default=4096, ge=1, le=65536)
+    max_vars: int = Field(default=64, ge=1, le=1024)
+
+
 class LifecycleConfig(_Model):
     idle_timeout: Duration = 12 * 3600.0
     idle_check_interval: Duration = 60.0
@@ -234,6 +243,12 @@ class LifecycleConfig(_Model):
     """How often seen activity is written to the workers table (one batched write)."""
 
 
+MIN_API_TOKEN_CHARS = 32
+PLACEHOLDERS = frozenset({"change-me", "changeme", "change_me", "secret", "token", "password", "replace-me",
+                          "example", "test", "xxx", "todo"})
+_PLACEHOLDER_PARTS = ("change-me", "changeme", "replace-me", "your-token", "<token>")
+
+
 class ApiConfig(_Model):
     enabled: bool = True
     listen: str = "127.0.0.1:8090"
@@ -242,6 +257,20 @@ class ApiConfig(_Model):
     """Who the token stands for: operations it starts are by actor ``api:<token_name>``."""
     protect_metrics: bool = False
     """``/metrics`` is open by default (scraped on an internal port); true: it needs the token too."""
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """The token opens every worker's wake and sleep: no placeholder, nothing guessable by length."""
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if token.strip().casefold() in PLACEHOLDERS or any(p in token.casefold() for p in _PLACEHOLDER_PARTS):
+            raise ValueError("is a placeholder; generate one, e.g. `openssl rand -hex 32`")
+        if len(token) < MIN_API_TOKEN_CHARS:
+            raise ValueError(f"is {len(token)} characters long; use at least {MIN_API_TOKEN_CHARS} "
+                             f"(e.g. `openssl rand -hex 32`)")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -302,6 +331,7 @@ class Config(_Model):
     storage: Annotated[S3StorageConfig | LocalStorageConfig, Field(discriminator="kind")]
     backend: BackendConfig = BackendConfig()
     quotas: QuotaConfig = QuotaConfig()
+    worker_env: WorkerEnvConfig = WorkerEnvConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
     api: ApiConfig = ApiConfig()
     mail: MailConfig = MailConfig()

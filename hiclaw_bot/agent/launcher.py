@@ -89,12 +89,12 @@ def _become_worker(conn: socket.socket, listener: socket.socket) -> None:
         os.dup2(log, 2)
         os.close(log)
         os.close(null)
+        os.chdir(request["cwd"])  # before the uid switch, as subprocess does: the path may be closed to it
         if request.get("gid") is not None:
             os.setgroups([])
             os.setgid(int(request["gid"]))
         if request.get("uid") is not None:
             os.setuid(int(request["uid"]))
-        os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in request["env"].items()})
         sys.argv = [sys.executable, "-m", "hiclaw_bot.agent"]

@@ -12,6 +12,7 @@ import time
 
 from hiclaw_bot.chat.arguments import NAME, Integer, option
 from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import Reply, duration, table
 
@@ -35,7 +36,8 @@ async def audit(ctx: CommandContext) -> Reply:
 
 
 def register_audit_command(registry: Registry) -> None:
-    registry.command("audit", summary="The audit log: every command and what was decided", handler=audit,
+    registry.command("audit", permission=Permission.MANAGE,
+                     summary="The audit log: every command and what was decided", handler=audit,
                      args=[option("worker", NAME, "only entries about this worker"),
                            option("limit", Integer(1, 200), f"how many (default {DEFAULT_LIMIT})",
                                   default=DEFAULT_LIMIT)])

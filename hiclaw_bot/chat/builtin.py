@@ -11,6 +11,7 @@ import time
 from hiclaw_bot.chat.arguments import INT, TEXT, Choice, Integer, option, positional
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.grammar import Token
+from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.progress import render
 from hiclaw_bot.chat.registry import Found, Registry, TargetSpec, unknown_reply
 from hiclaw_bot.chat.replies import Reply, duration, table
@@ -40,24 +41,28 @@ def register_builtins(registry: Registry) -> None:
             return registry.noun_help(found.noun_commands[0].noun, found.noun_commands)
         return unknown_reply(found)
 
-    registry.command("help", summary="List the commands, or explain one", handler=help_,
+    registry.command("help", permission=Permission.MEMBER, summary="List the commands, or explain one", handler=help_,
                      aliases=("h", "?"),
                      args=[positional("topic", TEXT, "a command, e.g. worker create", required=False, many=True)])
-    registry.command("op", "list", summary="Recent operations and where they stand", handler=op_list,
+    registry.command("op", "list", permission=Permission.READ,
+                     summary="Recent operations and where they stand", handler=op_list,
                      aliases=("op ls", "ops"),
                      args=[option("state", Choice(*OP_STATES), "only operations in this state"),
                            option("limit", Integer(1, 100), "how many (default 15)", default=15)])
-    registry.command("op", "show", summary="One operation, step by step", handler=op_show,
+    registry.command("op", "show", permission=Permission.READ, summary="One operation, step by step", handler=op_show,
                      target=TargetSpec("op", "id"),
                      args=[positional("id", INT, "the operation number")])
-    registry.command("op", "retry", summary="Resume a failed operation at the step that failed", handler=op_retry,
+    registry.command("op", "retry", permission=Permission.OPERATE,
+                     summary="Resume a failed operation at the step that failed", handler=op_retry,
                      target=TargetSpec("op", "id"),
                      args=[positional("id", INT, "the operation number")])
-    registry.command("op", "abort", summary="Stop an operation and undo what it did", handler=op_abort,
+    registry.command("op", "abort", permission=Permission.OPERATE,
+                     summary="Stop an operation and undo what it did", handler=op_abort,
                      target=TargetSpec("op", "id"),
                      confirm="stops operation {id} and undoes, in reverse, every step it completed",
                      args=[positional("id", INT, "the operation number")])
-    registry.command("confirm", summary="Go ahead with a command that asked for confirmation", handler=confirm,
+    registry.command("confirm", permission=Permission.MEMBER,
+                     summary="Go ahead with a command that asked for confirmation", handler=confirm,
                      args=[positional("code", TEXT, "the code the bot gave you")])
 
 

@@ -27,7 +27,14 @@ from typing import Any
 
 from hiclaw_bot.chat.arguments import Args, UsageError, bind
 from hiclaw_bot.chat.context import AlreadyHandled, CommandContext, EventState, Incoming
-from hiclaw_bot.chat.grammar import BotIdentity, GrammarError, Invocation, command_text, parse
+from hiclaw_bot.chat.grammar import (
+    MAX_MESSAGE_CHARS,
+    BotIdentity,
+    GrammarError,
+    Invocation,
+    command_text,
+    parse,
+)
 from hiclaw_bot.chat.permissions import Actor, ActorKind, Permission, RoomScope, decide
 from hiclaw_bot.chat.progress import ProgressHub
 from hiclaw_bot.chat.registry import Command, Found, Registry, unknown_reply
@@ -121,6 +128,9 @@ class Dispatcher:
                                        f"(commands older than {spoken_duration(limit)} are not run). "
                                        f"Send it again if it is still wanted."),
                               "ignored", _summary(text), detail=f"age {message.age:.0f}s")
+            if len(message.body) > MAX_MESSAGE_CHARS:
+                return Answer(Reply.of(f"That message is too long to be a command ({len(message.body)} characters; "
+                                       f"at most {MAX_MESSAGE_CHARS})."), "usage", _summary(text[:200]))
             actor = await self.resolver.actor(message.sender)
             invocation = parse(text)
             if isinstance(invocation, GrammarError):
@@ -154,12 +164,19 @@ class Dispatcher:
             args = default_team(actor, command, args)
             target = await self.resolver.target(command.target, args,
                                                 provisioning=command.permission is Permission.PROVISION)
+        permission = command.permission
+        if command.target is not None and command.target.kind == "op" and target is not None and target.exists:
+            permission = await self._op_permission(command, int(args.values[command.target.arg]))
         room = await self.resolver.room(message.room_id) if actor.kind.scoped else RoomScope(message.room_id)
-        decision = decide(actor, room, command.permission, target)
+        decision = decide(actor, room, permission, target)
         subject = None if target is None else f"{target.kind}:{target.name}"
         if not decision.allowed:
             return Answer(Reply.of(f"Sorry, you may not run `!{command.name}`: {decision.reason}. "
                                    f"(rule {decision.rule})"), "refused", command.name, subject, decision.rule)
+        if command.target is not None and command.target.must_exist and target is not None and not target.exists \
+                and await self.store.ops.holder(f"{target.kind}:{target.name}") is None:
+            return Answer(Reply.of(f"There is no {target.kind} named `{target.name}`. "
+                                   f"`!{target.kind} list` shows them."), "not-found", command.name, subject)
         if command.confirm is not None and not confirmed:
             return self._ask_confirmation(message, command, invocation, args.values, subject)
         ctx = CommandContext(command=command, args=args, argv=invocation.raw or (), actor=actor, message=message,
@@ -177,6 +194,17 @@ class Dispatcher:
         if reply is None and not state.marked:
             reply = Reply.of("Done.")
         return Answer(reply, "confirmed" if confirmed else "done", command.name, subject)
+
+    async def _op_permission(self, command: Command, op_id: int) -> Permission:
+        """``!op retry/abort`` need what the operation's own command needs, as if this sender sent it
+        again (a leader may not abort an admin's ``team.*`` operation on its team); ``!op show``
+        needs READ, or MANAGE for an operation only admins could have started."""
+        op = await self.store.ops.get(op_id)
+        original = self.registry.get(original_command(op)) if op is not None else None
+        needed = original.permission if original is not None else Permission.MANAGE
+        if command.name == "op show":
+            return Permission.MANAGE if needed is Permission.MANAGE else Permission.READ
+        return needed
 
     def _ask_confirmation(self, message: Incoming, command: Command, invocation: Invocation,
                           values: Mapping[str, Any], subject: str | None) -> Answer:
@@ -231,6 +259,25 @@ class Dispatcher:
             await self.store.audit.add(actor=ctx.sender, command=answer.command, decision=answer.decision,
                                        room_id=ctx.room_id, subject=answer.subject, detail=answer.detail)
         return answer.reply
+
+
+OP_COMMANDS = {
+    "worker.create": "worker create", "worker.delete": "worker delete", "worker.sleep": "worker sleep",
+    "worker.wake": "worker wake", "worker.update": "worker update",
+    "team.create": "team create", "team.add": "team add", "team.remove": "team remove", "team.delete": "team delete",
+    "human.create": "human create", "human.invite": "human invite", "human.delete": "human delete",
+    "gc.sweep": "gc",
+}
+"""The command that starts each kind of operation; a kind not here (``worker.repair``, started by
+the bot itself) is treated as an admin's."""
+
+
+def original_command(op: Operation) -> str:
+    """The command whose permission an operation's retry or abort needs (``!worker create --team``
+    runs as a ``team.add`` that creates: still a worker create)."""
+    if op.kind == "team.add" and op.params.get("create"):
+        return "worker create"
+    return OP_COMMANDS.get(op.kind, "")
 
 
 def default_team(actor: Actor, command: Command, args: Args) -> Args:

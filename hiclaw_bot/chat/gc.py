@@ -16,6 +16,7 @@ from __future__ import annotations
 from hiclaw_bot.chat.arguments import TEXT, flag, option
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.dispatch import CONFIRM_TTL, new_code
+from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import Reply, spoken_duration, table
 from hiclaw_bot.flows.gc import SUBJECT, SWEEP
@@ -60,7 +61,8 @@ class GcCommand:
 
 def register_gc_command(registry: Registry, services: Services) -> None:
     command = GcCommand(services)
-    registry.command("gc", summary="Find (and after !confirm delete) what no worker or team owns",
+    registry.command("gc", permission=Permission.MANAGE,
+                     summary="Find (and after !confirm delete) what no worker or team owns",
                      handler=command.gc,
                      args=[flag("dry_run", "only list the orphans"),
                            option("expect", TEXT, "the list a !confirm approves (the bot sets it)")])

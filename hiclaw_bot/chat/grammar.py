@@ -16,7 +16,6 @@ bare ``--`` is raw argv, split the same way but never read as options
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -26,10 +25,16 @@ PREFIX = "!"
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u201d": "\u201d", "\u2018": "\u2019", "\u2019": "\u2019",
            "\u201e": "\u201c"}
 """Opening quote → the character that closes it (phone keyboards type curly quotes)."""
-_PILL = re.compile(r'^\s*<a\s[^>]*href=["\']https://matrix\.to/#/([^"\'?]+)[^"\']*["\'][^>]*>(.*?)</a>',
-                   re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]*>")
+_MATRIX_TO = "https://matrix.to/#/"
 _SEPARATORS = ":,;"
+MAX_MESSAGE_CHARS = 8 * 1024
+"""A message body longer than this is never read as a command (the cap comes before any parsing).
+A command line is short; a Matrix event can be 64 KiB, and every message in every room is looked at."""
+MAX_WORDS = 256
+"""A command line of more words than this is refused before it is split (counted by whitespace)."""
+_SPECIAL = frozenset(_QUOTES) | {"\\"}
+_PILL_SCAN = 4096
+"""How much of ``formatted_body`` (after a reply's quote) may hold the leading pill."""
 
 
 @dataclass(frozen=True)
@@ -92,10 +97,61 @@ def _pill_text(formatted_body: str | None, bot: BotIdentity) -> str | None:
     """The visible text of a leading pill that links to the bot, if the HTML starts with one."""
     if not formatted_body:
         return None
-    match = _PILL.match(strip_mx_reply(formatted_body))
-    if match is None or unquote(match.group(1)) != bot.user_id:
+    pill = leading_pill(strip_mx_reply(formatted_body)[:_PILL_SCAN])
+    if pill is None or unquote(pill[0]) != bot.user_id:
         return None
-    return html.unescape(_TAG.sub("", match.group(2))).strip()
+    return html.unescape(strip_tags(pill[1])).strip()
+
+
+def leading_pill(fragment: str) -> tuple[str, str] | None:
+    """``(target, inner HTML)`` of the ``<a href="https://matrix.to/#/TARGET…">…</a>`` that starts
+    ``fragment``, or None.
+
+    Written as single forward scans (``str.find``), not a regular expression: this runs on every
+    message of every room, and the pattern it replaces backtracked quadratically on an unclosed tag.
+    """
+    text = fragment.lstrip()
+    if text[:2].casefold() != "<a" or not text[2:3].isspace():
+        return None
+    close = text.find(">")
+    if close < 0:
+        return None
+    tag = text[:close]
+    at = tag.casefold().find("href=")
+    if at < 0 or tag[at + 5:at + 6] not in ('"', "'"):
+        return None
+    start = at + 6
+    ends = [i for i in (tag.find('"', start), tag.find("'", start)) if i >= 0]
+    if not ends:
+        return None
+    href = tag[start:min(ends)]
+    if not href.startswith(_MATRIX_TO):
+        return None
+    target = href[len(_MATRIX_TO):].split("?", 1)[0]
+    if not target:
+        return None
+    end = text.casefold().find("</a>", close)
+    if end < 0:
+        return None
+    return target, text[close + 1:end]
+
+
+def strip_tags(fragment: str) -> str:
+    """The text of an HTML fragment: every ``<…>`` dropped (an unclosed ``<`` keeps the rest), one pass."""
+    out: list[str] = []
+    index = 0
+    while index < len(fragment):
+        start = fragment.find("<", index)
+        if start < 0:
+            out.append(fragment[index:])
+            break
+        end = fragment.find(">", start)
+        if end < 0:
+            out.append(fragment[index:])
+            break
+        out.append(fragment[index:start])
+        index = end + 1
+    return "".join(out)
 
 
 def strip_mx_reply(formatted_body: str) -> str:
@@ -105,8 +161,12 @@ def strip_mx_reply(formatted_body: str) -> str:
 
 
 def command_text(body: str, bot: BotIdentity, formatted_body: str | None = None) -> str | None:
-    """The command line (without ``!``) if the message is a command for the bot, else None."""
-    text = strip_reply_fallback(body).lstrip()
+    """The command line (without ``!``) if the message is a command for the bot, else None.
+
+    Only the first :data:`MAX_MESSAGE_CHARS` characters are looked at; the dispatcher refuses a
+    command whose message is longer.
+    """
+    text = strip_reply_fallback(body[:MAX_MESSAGE_CHARS + 1]).lstrip()
     if text.startswith(PREFIX):
         return text[len(PREFIX):]
     pill = _pill_text(formatted_body, bot)
@@ -126,6 +186,8 @@ def command_text(body: str, bot: BotIdentity, formatted_body: str | None = None)
 
 def tokenize(text: str) -> list[Token] | GrammarError:
     """Split like a shell, without ever raising: an open quote is reported, a lone ``\\`` is kept."""
+    if _SPECIAL.isdisjoint(text):  # no quotes, no escapes: whitespace alone splits (the common case)
+        return [Token(word) for word in text.split()]
     tokens: list[Token] = []
     current: list[str] = []
     in_word = quoted = False
@@ -164,6 +226,8 @@ def tokenize(text: str) -> list[Token] | GrammarError:
 
 def parse(text: str) -> Invocation | GrammarError:
     """Split a command line (after the ``!``) into words and raw argv."""
+    if len(text.split(maxsplit=MAX_WORDS)) > MAX_WORDS:
+        return GrammarError(f"a command has at most {MAX_WORDS} words", text)
     tokens = tokenize(text)
     if isinstance(tokens, GrammarError):
         return tokens

@@ -13,6 +13,7 @@ from typing import Any
 
 from hiclaw_bot.chat.arguments import NAME, TEXT, ArgError, ArgType, Choice, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, table
 from hiclaw_bot.flows import human as flows
@@ -127,17 +128,21 @@ def register_human_commands(registry: Registry, services: Services) -> None:
     human = positional("name", NAME, "the account's user name (its Matrix localpart)")
     teams = option("teams", ListOf(NAME), "the teams whose rooms it joins")
     registry.command(
-        "human", "create", summary="Add a human member: account, rooms by level, credentials",
+        "human", "create", permission=Permission.MANAGE,
+        summary="Add a human member: account, rooms by level, credentials",
         handler=commands.create, target=target,
         args=[human, option("email", Email(), "mail the credentials there (else: to you, in this direct chat)"),
               option("level", Choice(*LEVELS),
                      "admin: every room; team: its teams' rooms; viewer (the default): reads only", default="viewer"),
               teams, option("display_name", TEXT, "the name others see")],
     )
-    registry.command("human", "invite", summary="Invite a human again to the rooms of its level",
+    registry.command("human", "invite", permission=Permission.MANAGE,
+                     summary="Invite a human again to the rooms of its level",
                      handler=commands.invite, target=target, args=[human, option("teams", ListOf(NAME),
                                                                                  "replace its teams first")])
-    registry.command("human", "list", summary="All human members", handler=commands.list, aliases=("humans",))
-    registry.command("human", "delete", summary="Remove a human: out of our rooms, account deactivated",
+    registry.command("human", "list", permission=Permission.MANAGE,
+                     summary="All human members", handler=commands.list, aliases=("humans",))
+    registry.command("human", "delete", permission=Permission.MANAGE,
+                     summary="Remove a human: out of our rooms, account deactivated",
                      handler=commands.delete, target=target, args=[human],
                      confirm="removes human {name} from every room it was invited to and deactivates its account")

@@ -1,7 +1,7 @@
 """Who may do what: one table and one function, so every decision can be read, tested and audited.
 
-Each command has a :class:`Permission` (what kind of act it is; :data:`COMMANDS` lists them for every
-command of ARCHITECTURE §6); each sender resolves to an
+Each command has a :class:`Permission` (what kind of act it is, declared once, where the command is
+registered: :meth:`hiclaw_bot.chat.registry.Registry.command`); each sender resolves to an
 :class:`Actor` of one :class:`ActorKind`; :data:`TABLE` gives the rule for every pair, and
 :func:`decide` applies it to the command's target. A refusal names the rule that refused, so the
 sender (and the audit log) can tell *why*, not just *no*.
@@ -139,38 +139,6 @@ TABLE: dict[Permission, dict[ActorKind, Rule]] = {
         ActorKind.HUMAN_TEAM: _D, ActorKind.HUMAN_VIEWER: _D, ActorKind.STRANGER: _D,
     },
 }
-
-COMMANDS: dict[str, Permission] = {
-    "help": Permission.MEMBER,
-    "confirm": Permission.MEMBER,
-    "op list": Permission.READ,
-    "op show": Permission.READ,
-    "op retry": Permission.OPERATE,
-    "op abort": Permission.OPERATE,
-    "worker list": Permission.READ,
-    "worker status": Permission.READ,
-    "worker wake": Permission.OPERATE,
-    "worker sleep": Permission.OPERATE,
-    "worker update": Permission.OPERATE,
-    "worker logs": Permission.OPERATE,
-    "worker exec": Permission.OPERATE,
-    "worker create": Permission.PROVISION,
-    "worker delete": Permission.PROVISION,
-    "team list": Permission.READ,
-    "team status": Permission.READ,
-    "team create": Permission.MANAGE,
-    "team add": Permission.MANAGE,
-    "team remove": Permission.MANAGE,
-    "team delete": Permission.MANAGE,
-    "human list": Permission.MANAGE,
-    "human create": Permission.MANAGE,
-    "human invite": Permission.MANAGE,
-    "human delete": Permission.MANAGE,
-    "gc": Permission.MANAGE,
-    "audit": Permission.MANAGE,
-}
-"""The permission of every command of ARCHITECTURE §6: a command registered without an explicit
-permission takes its row from here, so the whole policy reads as two tables in one file."""
 
 _ACTS = {
     Permission.MEMBER: "use the bot",

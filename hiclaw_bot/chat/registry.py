@@ -4,8 +4,8 @@ Layers register their commands through :meth:`Registry.command` (the chat layer'
 ``!op`` and ``!confirm``; the worker, team and human commands when the flows are wired)::
 
     registry.command("worker", "wake", summary="Start a sleeping worker",
-                     args=[positional("name", NAME, "the worker")], target=TargetSpec("worker", "name"),
-                     handler=wake)   # permission: its row in permissions.COMMANDS (OPERATE)
+                     permission=Permission.OPERATE, args=[positional("name", NAME, "the worker")],
+                     target=TargetSpec("worker", "name"), handler=wake)
 
 From that one declaration come the lookup of what people type (aliases included, collisions refused
 at registration), the binding of typed arguments, the permission check on the right target, the
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from hiclaw_bot.chat.arguments import Arg
 from hiclaw_bot.chat.grammar import Token
-from hiclaw_bot.chat.permissions import COMMANDS, Permission
+from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.replies import Reply, table
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class TargetSpec:
     kind: Literal["worker", "team", "human", "op"]
     arg: str
     team_arg: str | None = None
+    must_exist: bool = False
+    """An unknown target is answered at once, before any confirmation is asked for."""
 
 
 @dataclass(frozen=True)
@@ -113,17 +115,13 @@ class Registry:
         self._phrases: dict[tuple[str, ...], Command] = {}
 
     def command(self, noun: str, verb: str | None = None, *, summary: str, handler: Handler,
-                permission: Permission | None = None, args: Sequence[Arg] = (), target: TargetSpec | None = None,
+                permission: Permission, args: Sequence[Arg] = (), target: TargetSpec | None = None,
                 confirm: str | None = None, raw: str | None = None, aliases: Iterable[str] = ()) -> Command:
         """Register a command; ``aliases`` are whole phrases (``"worker ls"``, ``"h"``).
 
-        ``permission`` defaults to the command's row in :data:`~hiclaw_bot.chat.permissions.COMMANDS`;
-        a command in neither place is refused.
+        ``permission`` is the command's only declaration of who may run it: ``!help``, the
+        dispatcher's check and README's table (checked by a test) all read it from here.
         """
-        name = noun if verb is None else f"{noun} {verb}"
-        permission = permission or COMMANDS.get(name)
-        if permission is None:
-            raise ValueError(f"!{name}: give a permission (it has no row in permissions.COMMANDS)")
         command = Command(noun, verb, summary, handler, permission, tuple(args), target, confirm, raw,
                           tuple(aliases))
         _check(command)

@@ -72,9 +72,12 @@ class Resolver:
             op = await self.store.ops.get(int(value))
             if op is None:
                 return Target("op", name, None, exists=False)
-            return Target("op", name, await self.subject_team(op.subject))
-        team_hint = args.values.get(spec.team_arg) if spec.team_arg else None
-        found = await self._named(spec.kind, name, str(team_hint) if team_hint else None)
+            # Its retry or abort may need what a create needs (the dispatcher decides): the quota too.
+            found = Target("op", name, await self.subject_team(op.subject))
+            provisioning = True
+        else:
+            team_hint = args.values.get(spec.team_arg) if spec.team_arg else None
+            found = await self._named(spec.kind, name, str(team_hint) if team_hint else None)
         if provisioning and found.team is not None:
             limit = team_worker_limit(self.config, found.team, await self.store.teams.get(found.team))
             if limit is not None:

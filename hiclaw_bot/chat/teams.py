@@ -12,18 +12,23 @@ from typing import Any
 
 from hiclaw_bot.chat.arguments import INT, NAME, TEXT, ListOf, flag, option, positional
 from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, table
 from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.config import Config
+from hiclaw_bot.flows import accounts
 from hiclaw_bot.flows import team as flows
 from hiclaw_bot.flows import worker as worker_flows
+from hiclaw_bot.flows.services import Services
 from storage import Team, Worker
 
 
 class TeamCommands:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, services: Services | None = None) -> None:
         self.config = config
+        self.services = services
+        """For the account check of new workers' names (None: left to the account step)."""
 
     async def _team(self, ctx: CommandContext) -> Team | Reply:
         name = ctx.args.get("name", str)
@@ -68,6 +73,11 @@ class TeamCommands:
         if existing and not adopt:
             return Reply.of(f"Worker(s) {', '.join(f'`{w}`' for w in existing)} already exist. Add `--adopt` to "
                             f"take them into the team as they are, or choose other names.")
+        if self.services is not None:
+            for worker in [leader, *members]:
+                taken = None if worker in existing else await accounts.refusal(self.services, ctx.store, worker)
+                if taken is not None:
+                    return Reply.of(taken[:1].upper() + taken[1:] + ".")
         model = ctx.args.optional("model", str) or self.config.quotas.default_model
         allowed = self.config.quotas.allowed_models
         if allowed and model not in allowed:
@@ -189,12 +199,13 @@ def _row(worker: Worker, team: Team) -> list[str]:
     return [worker.name, "leader" if worker.name == team.leader else "worker", worker.state, worker.model or "–"]
 
 
-def register_team_commands(registry: Registry, config: Config) -> None:
-    commands = TeamCommands(config)
+def register_team_commands(registry: Registry, config: Config, services: Services | None = None) -> None:
+    commands = TeamCommands(config, services)
     team = positional("name", NAME, "the team")
     target = TargetSpec("team", "name")
     registry.command(
-        "team", "create", summary="Create a team: its leader, workers and rooms", handler=commands.create,
+        "team", "create", permission=Permission.MANAGE,
+        summary="Create a team: its leader, workers and rooms", handler=commands.create,
         target=target,
         args=[team, option("leader", NAME, "the leader worker", required=True),
               option("workers", ListOf(NAME), "the member workers, a,b,c"),
@@ -203,15 +214,20 @@ def register_team_commands(registry: Registry, config: Config) -> None:
               option("max_workers", INT, "the team's worker quota (default from the config)"),
               flag("adopt", "take existing teamless workers into the team")],
     )
-    registry.command("team", "add", summary="Put an existing worker in a team", handler=commands.add,
+    registry.command("team", "add", permission=Permission.MANAGE,
+                     summary="Put an existing worker in a team", handler=commands.add,
                      target=target, args=[team, positional("worker", NAME, "the worker")])
-    registry.command("team", "remove", summary="Take a worker out of a team; it keeps running",
+    registry.command("team", "remove", permission=Permission.MANAGE,
+                     summary="Take a worker out of a team; it keeps running",
                      handler=commands.remove, target=target, args=[team, positional("worker", NAME, "the worker")])
-    registry.command("team", "list", summary="All teams", handler=commands.list, aliases=("teams",))
-    registry.command("team", "status", summary="One team: leader, workers, rooms, current operation",
+    registry.command("team", "list", permission=Permission.READ,
+                     summary="All teams", handler=commands.list, aliases=("teams",))
+    registry.command("team", "status", permission=Permission.READ,
+                     summary="One team: leader, workers, rooms, current operation",
                      handler=commands.status, target=target, args=[team])
     registry.command(
-        "team", "delete", summary="Delete a team's rooms; its workers stay unless --with-workers",
+        "team", "delete", permission=Permission.MANAGE,
+        summary="Delete a team's rooms; its workers stay unless --with-workers",
         handler=commands.delete, target=target,
         args=[team, flag("with_workers", "delete the leader and the workers too")],
         confirm="deletes team {name}: its rooms are renamed \"[deleted]\" and lose their aliases; its workers "

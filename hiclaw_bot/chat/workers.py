@@ -14,19 +14,24 @@ from typing import Any
 
 from backends import BackendError, ExecTimeout, InvalidSpec, WorkerState
 from backends.base import parse_quantity
-from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, Integer, ListOf, option, positional
+from hiclaw_bot.chat.arguments import NAME, PAIR, TEXT, Integer, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
 from hiclaw_bot.chat.resolve import team_worker_limit
-from hiclaw_bot.config import Config, parse_duration
+from hiclaw_bot.config import Config, HigressConfig, parse_duration
+from hiclaw_bot.flows import accounts
 from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
+from hiclaw_bot.flows import worker_env as env_rule
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import builtin_skills
 from storage import Worker
 
+LOG_TAIL_DEFAULT = 100
+LOG_TAIL_MAX = 2000
+"""Lines ``!worker logs --tail`` may ask for: the backend reads them from the end of the log."""
 LOG_LIMIT = 3500
 """Characters of logs or exec output a reply carries (the tail: the end is what matters)."""
 EXEC_TIMEOUT = 30.0
@@ -68,6 +73,9 @@ class WorkerCommands:
         quotas = self.config.quotas
         if await ctx.store.workers.get(name) is not None:
             return Reply.of(f"A worker named `{name}` already exists: `!worker status {name}`.")
+        taken = await accounts.refusal(self.services, ctx.store, name)
+        if taken is not None:
+            return Reply.of(taken[:1].upper() + taken[1:] + ".")
         model = ctx.args.optional("model", str) or quotas.default_model
         if quotas.allowed_models and model not in quotas.allowed_models:
             return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(quotas.allowed_models)}.")
@@ -79,6 +87,16 @@ class WorkerCommands:
         unknown = sorted(set(skills) - set(builtin_skills()))
         if unknown:
             return Reply.of(f"Unknown skill(s): {', '.join(unknown)}. Known: {', '.join(builtin_skills())}.")
+        mcp: list[str] = ctx.args.values.get("mcp") or []
+        allowed_mcp = self.config.gateway.mcp_servers if isinstance(self.config.gateway, HigressConfig) else []
+        not_allowed = sorted(set(mcp) - set(allowed_mcp))
+        if not_allowed:
+            listing = ", ".join(allowed_mcp) if allowed_mcp else "none (gateway.mcp_servers is empty)"
+            return Reply.of(f"MCP server(s) not allowed here: {', '.join(not_allowed)}. Allowed: {listing}.")
+        env = dict(ctx.args.values.get("env") or {})
+        bad_env = env_rule.refusal(env, self.config.worker_env)
+        if bad_env is not None:
+            return Reply.of(f"Not created: {bad_env}.")
         refusal = await self._quota(ctx, team)
         if refusal is not None:
             return refusal
@@ -93,8 +111,8 @@ class WorkerCommands:
         params: dict[str, Any] = {
             "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
             "team": team, "skills": skills,
-            "mcp": ctx.args.values.get("mcp") or [],
-            "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s, **limits,
+            "mcp": mcp,
+            "env": env, "idle_timeout": idle_s, **limits,
         }
         if team_row is not None:
             # Made by the team's own operation, so the team room, power levels and the leader's
@@ -225,6 +243,9 @@ class WorkerCommands:
                 changes[key] = value
         env = ctx.args.values.get("env") or {}
         if env:
+            bad_env = env_rule.refusal(dict(env), self.config.worker_env)
+            if bad_env is not None:
+                return Reply.of(f"Not changed: {bad_env}.")
             changes["env"] = {**dict(row.spec.get("env") or {}), **dict(env)}
         limits = _limits(ctx)
         if isinstance(limits, Reply):
@@ -267,9 +288,11 @@ def _spec(row: Worker) -> Mapping[str, Any]:
 def register_worker_commands(registry: Registry, services: Services) -> None:
     commands = WorkerCommands(services)
     target = TargetSpec("worker", "name")
+    existing = TargetSpec("worker", "name", must_exist=True)
     worker = positional("name", NAME, "the worker")
     registry.command(
-        "worker", "create", summary="Create a worker and start it", handler=commands.create,
+        "worker", "create", permission=Permission.PROVISION,
+        summary="Create a worker and start it", handler=commands.create,
         target=TargetSpec("worker", "name", team_arg="team"),
         args=[worker, option("model", TEXT, "the model (default from the config)"),
               option("image", TEXT, "the runtime image"), option("team", NAME, "the team it joins"),
@@ -277,27 +300,36 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
               option("env", PAIR, "an environment variable", many=True),
               option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h"), *_limit_options()],
     )
-    registry.command("worker", "list", summary="Workers and their state", handler=commands.list,
+    registry.command("worker", "list", permission=Permission.READ,
+                     summary="Workers and their state", handler=commands.list,
                      aliases=("worker ls", "workers"),
                      args=[option("state", TEXT, "only workers in this state, e.g. Sleeping"),
                            option("team", NAME, "only this team's workers"),
                            option("limit", Integer(1, LIST_MAX), f"how many rows (default {LIST_DEFAULT})",
                                   default=LIST_DEFAULT)])
-    registry.command("worker", "status", summary="One worker: state, runtime, current operation",
+    registry.command("worker", "status", permission=Permission.READ,
+                     summary="One worker: state, runtime, current operation",
                      handler=commands.status, target=target, args=[worker])
-    registry.command("worker", "wake", summary="Start a sleeping worker", handler=commands.wake,
-                     target=target, args=[worker])
-    registry.command("worker", "sleep", summary="Stop a worker; its files and room stay", handler=commands.sleep,
-                     target=target, args=[worker])
-    registry.command("worker", "update", summary="Change a worker's model, image or environment",
-                     handler=commands.update, target=target,
+    registry.command("worker", "wake", permission=Permission.OPERATE,
+                     summary="Start a sleeping worker", handler=commands.wake,
+                     target=existing, args=[worker])
+    registry.command("worker", "sleep", permission=Permission.OPERATE,
+                     summary="Stop a worker; its files and room stay", handler=commands.sleep,
+                     target=existing, args=[worker])
+    registry.command("worker", "update", permission=Permission.OPERATE,
+                     summary="Change a worker's model, image or environment",
+                     handler=commands.update, target=existing,
                      args=[worker, option("model", TEXT, "the new model"), option("image", TEXT, "the new image"),
                            option("env", PAIR, "set an environment variable", many=True), *_limit_options()])
-    registry.command("worker", "delete", summary="Delete a worker and everything made for it",
-                     handler=commands.delete, target=target, args=[worker],
+    registry.command("worker", "delete", permission=Permission.PROVISION,
+                     summary="Delete a worker and everything made for it",
+                     handler=commands.delete, target=existing, args=[worker],
                      confirm="deletes worker {name}: its runtime, files, gateway access and room alias")
-    registry.command("worker", "logs", summary="The end of a worker's logs", handler=commands.logs,
-                     target=target, args=[worker, option("tail", INT, "how many lines", default=50)])
+    registry.command("worker", "logs", permission=Permission.OPERATE,
+                     summary="The end of a worker's logs", handler=commands.logs,
+                     target=target, args=[worker, option("tail", Integer(1, LOG_TAIL_MAX),
+                                                          f"how many lines (default {LOG_TAIL_DEFAULT})",
+                                                          default=LOG_TAIL_DEFAULT)])
     registry.command("worker", "exec", summary="Run a command inside a worker (admins only)",
                      handler=commands.exec, target=target, args=[worker], raw="COMMAND…",
                      permission=Permission.MANAGE)

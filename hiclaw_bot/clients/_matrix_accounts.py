@@ -205,6 +205,17 @@ class AccountsAPI(MatrixBase):
             return None
         return bool(body.get("deactivated"))
 
+    async def user_exists(self, user_id: UserId) -> bool | None:
+        """Whether the homeserver has an account ``user_id`` (deactivated ones included), through the
+        Synapse admin API; None when the server will not tell (no such API, or we are not an admin)."""
+        try:
+            await self._http.request("GET", f"/_synapse/admin/v2/users/{q(user_id)}", token=self._auth(None))
+        except NotFoundError as exc:
+            return None if exc.code == "M_UNRECOGNIZED" else False
+        except ForbiddenError:
+            return None
+        return True
+
     async def rooms_of(self, user_id: UserId) -> set[RoomId]:
         """Every room a user has joined, through the Synapse admin API (no token of theirs needed)."""
         body = await self._http.request("GET", f"{ADMIN_V1}/users/{q(user_id)}/joined_rooms", token=self._auth(None))

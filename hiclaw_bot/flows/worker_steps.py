@@ -20,7 +20,8 @@ from backends.base import parse_quantity
 from hiclaw_bot.agent.env import StorageAccess, worker_env
 from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
-from hiclaw_bot.flows import names
+from hiclaw_bot.flows import accounts, names
+from hiclaw_bot.flows import worker_env as env_rule
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
 from hiclaw_bot.flows.worker_identity import worker_storage
@@ -74,6 +75,11 @@ class Account(WorkerStep):
         self.resource = ResourceRef("matrix_user", self.user_id)
 
     async def do(self, ctx: StepContext) -> Outcome:
+        why = accounts.reserved(self.services, self.user_id)
+        if why is None and await accounts.managed_human(ctx.store, self.user_id):
+            why = f"{self.user_id} belongs to a human this bot manages"
+        if why is not None:
+            raise PermanentError(f"{why}; a worker cannot use it, choose another name")
         password = (await ctx.secret(PASSWORD)).reveal()
         cached = await ctx.store.secrets.get(ctx.op.subject, ACCESS_TOKEN)
         matrix = self.services.matrix
@@ -82,13 +88,12 @@ class Account(WorkerStep):
                 user = await matrix.ensure_user(self.worker, password,
                                                 access_token=cached.reveal() if cached else None)
             except UnauthorizedError:
-                # The account exists but our password does not open it. Only an account our ledger
-                # says we made (a deleted worker's, locked at delete) may be taken back; anyone
-                # else's account is not ours to touch.
-                known = await ctx.store.ledger.get("matrix_user", self.user_id)
-                if known is None:
+                # The account exists but our password does not open it. Only an account a finished
+                # account step of this worker made (a deleted worker's, locked at delete) may be
+                # taken back; the `intended` row the engine wrote before this call proves nothing.
+                if not await accounts.registered_by_us(ctx.store, self.worker, self.user_id):
                     raise PermanentError(
-                        f"{self.user_id} already exists and is not a worker account; choose another name"
+                        f"{self.user_id} already exists and this bot did not register it; choose another name"
                     ) from None
                 await matrix.reset_password(self.user_id, password, logout_devices=True)
                 user = await matrix.ensure_user(self.worker, password)
@@ -296,6 +301,13 @@ class Skills(WorkerStep):
         return Done({"skills": sorted(set(self.skills)), "written": written})
 
 
+def check_env(services: Services, params: Mapping[str, Any]) -> None:
+    """Refuse, before the backend sees it, an environment the worker env rule refuses (whatever asked)."""
+    why = env_rule.refusal(dict(params.get("env") or {}), services.config.worker_env)
+    if why is not None:
+        raise PermanentError(why)
+
+
 def worker_spec(services: Services, worker: str, params: Mapping[str, Any], storage: StorageAccess) -> WorkerSpec:
     """What the backend runs: the image, and the environment that tells the worker where its files
     are, with the worker's own key (``storage``), never the bot's."""
@@ -339,6 +351,7 @@ class Runtime(WorkerStep):
         return None
 
     async def do(self, ctx: StepContext) -> Outcome:
+        check_env(self.services, self.params)
         backend = self.services.backend
         spec = await spec_of(self.services, ctx, self.worker, self.params)
         async with ctx.external("backend"):
@@ -479,6 +492,7 @@ class Update(WorkerStep):
         return Done({"spec_hash": spec.spec_hash})
 
     async def do(self, ctx: StepContext) -> Outcome:
+        check_env(self.services, self.params)
         spec = await spec_of(self.services, ctx, self.worker, self.params)
         async with ctx.external("backend"):
             try:

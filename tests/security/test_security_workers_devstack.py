@@ -37,7 +37,11 @@ def agent_env(worker: str) -> dict[str, str]:
 async def test_on_the_dev_stack_a_worker_holds_only_its_own_key(tmp_path: Path) -> None:
     async with LocalStack(tmp_path / "dev", bcrypt_rounds=4) as stack:
         config = stack.config
-        config = config.model_copy(update={"backend": config.backend.model_copy(update={"kind": "process"})})
+        # Fresh interpreters: the test reads each agent's environment from /proc, which a forked
+        # (preloaded) agent does not show; the launcher passes the same environment.
+        backend = config.backend
+        config = config.model_copy(update={"backend": backend.model_copy(update={
+            "kind": "process", "process": backend.process.model_copy(update={"preload": False})})})
         storage = config.storage
         assert isinstance(storage, S3StorageConfig), "the test extra installs SeaweedFS"
         alice, bob = unique("alice"), unique("bob")

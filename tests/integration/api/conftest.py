@@ -15,7 +15,7 @@ from tests.integration.flows.conftest import Stack, stack
 
 __all__ = ["Live", "stack"]
 
-TOKEN = "integration-token-abcdef0123"
+TOKEN = "integration-token-abcdef0123456789abcdef"
 
 
 @dataclass

@@ -120,14 +120,16 @@ async def test_a_restarted_bot_reuses_the_launcher(tmp_path: Path, backend: Proc
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching uid needs root")
 async def test_a_start_can_take_another_uid(tmp_path: Path) -> None:
     server = ForkServer("process", LAUNCHER, str(tmp_path))
-    shared = Path(tempfile.mkdtemp(prefix="hiclaw-uid-"))  # outside the 0700 pytest tree
+    shared = Path(tempfile.mkdtemp(prefix="hiclaw-uid-"))  # 0700, root's: closed to the worker's uid
+    store = Path(tempfile.mkdtemp(prefix="hiclaw-uid-store-"))
     try:
-        os.chmod(shared, 0o711)  # noqa: S103 - the worker's uid must get through to its own directories
-        for sub in ("work", "objects"):
-            os.mkdir(shared / sub, 0o700)
-            os.chown(shared / sub, 65534, 65534)
+        os.mkdir(shared / "work", 0o700)  # its own, reachable only by a chdir made before the uid switch
+        os.chown(shared / "work", 65534, 65534)
+        os.mkdir(store / "objects", 0o700)
+        os.chown(store / "objects", 65534, 65534)
+        os.chmod(store, 0o711)  # noqa: S103 - the agent reaches its object folder through here
         env = {"PATH": os.defpath, "HICLAW_WORKER_NAME": "nobody-worker", "HICLAW_FS_KIND": "local",
-               "HICLAW_FS_DIR": str(shared / "objects")}
+               "HICLAW_FS_DIR": str(store / "objects")}
         pid = await server.spawn(env=env, cwd=shared / "work", log=tmp_path / "log", uid=65534, gid=65534)
         process = psutil.Process(pid)
         log = tmp_path / "log"
@@ -139,6 +141,7 @@ async def test_a_start_can_take_another_uid(tmp_path: Path) -> None:
     finally:
         stop_launcher(server)
         shutil.rmtree(shared)
+        shutil.rmtree(store)
 
 
 async def test_the_launcher_leaves_when_its_socket_is_removed(tmp_path: Path) -> None:

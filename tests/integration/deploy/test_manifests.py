@@ -13,7 +13,7 @@ import yaml
 
 from backends.base import WorkerSpec
 from backends.kubernetes import KubernetesBackend
-from hiclaw_bot.config import parse_config
+from hiclaw_bot.config import ConfigError, parse_config
 from hiclaw_bot.leadership.elector import LeaseElector, LeaseSettings, coordination_api
 from tests.fakes.k8s_store import validate_object
 from tests.fixtures.k8s import KubeTarget
@@ -53,6 +53,10 @@ def test_the_configmap_and_secret_make_a_configuration_the_bot_accepts() -> None
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     environ = {**one("Secret")["stringData"], "POD_NAME": "hiclaw-bot-0",
                **{env["name"]: NAMESPACE for env in container["env"] if env["name"].startswith("HICLAW_")}}
+    # The Secret's API token is a placeholder the bot refuses until the operator replaces it.
+    with pytest.raises(ConfigError, match=r"api\.token"):
+        parse_config(one("ConfigMap")["data"]["config.yaml"], environ=environ)
+    environ["HICLAW_API__TOKEN"] = secrets.token_hex(32)
     config = parse_config(one("ConfigMap")["data"]["config.yaml"], environ=environ)
     assert config.ha.enabled
     assert config.ha.in_cluster

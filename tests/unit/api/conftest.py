@@ -19,7 +19,7 @@ from hiclaw_bot.engine import Done, Engine, FuncStep, Outcome, RetryPolicy, Step
 from hiclaw_bot.flows import worker as flows
 from storage import Operation, Store
 
-TOKEN = "test-token-0123456789"
+TOKEN = "test-token-0123456789abcdef0123456789"
 
 
 @dataclass

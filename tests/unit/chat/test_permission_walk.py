@@ -28,7 +28,7 @@ from hiclaw_bot.chat.humans import register_human_commands
 from hiclaw_bot.chat.progress import ProgressHub
 from hiclaw_bot.chat.teams import register_team_commands
 from hiclaw_bot.chat.workers import register_worker_commands
-from hiclaw_bot.config import Config
+from hiclaw_bot.config import Config, TeamQuota
 from hiclaw_bot.engine import Engine, FakeClock
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.types import EventId, RoomId, UserId
@@ -188,3 +188,34 @@ async def test_every_command_for_every_kind_of_sender(walk: Any, installation: S
     # Refused commands never reached a handler; allowed ones without a confirmation step all did.
     unconfirmed = {c.name for c in the_bots_registry() if c.confirm is None}
     assert set(ran) == {c for c in GRID if "Y" in GRID[c]} & unconfirmed
+
+
+# !op retry/abort/show on operations of other kinds in team red: decided by what the operation's
+# own command needs. Columns as above.
+OP_KINDS = {
+    "team.create": ({"name": "red"}, "team:red", {"show": ADMINS_ONLY, "retry": ADMINS_ONLY, "abort": ADMINS_ONLY}),
+    "worker.create": ({"name": "w-red"}, "worker:w-red",
+                      {"show": READING, "retry": PROVISIONING, "abort": PROVISIONING}),
+    "team.add": ({"name": "red", "worker": "w-red", "create": {"name": "w-red"}}, "team:red",
+                 {"show": READING, "retry": PROVISIONING, "abort": PROVISIONING}),
+    "worker.repair": ({"name": "w-red"}, "worker:w-red",
+                      {"show": ADMINS_ONLY, "retry": ADMINS_ONLY, "abort": ADMINS_ONLY}),
+}
+
+
+async def test_op_commands_need_what_the_operation_needs(walk: Any, installation: Store, config: Config) -> None:
+    dispatcher, _ = walk
+    config.quotas.teams["red"] = TeamQuota(max_workers=5)
+    ids = itertools.count(1)
+    wrong: list[str] = []
+    for kind, (params, subject, grid) in OP_KINDS.items():
+        op_id = await installation.ops.insert(kind=kind, subject=subject, params=params, actor=ADMIN, room_id=DM,
+                                              source_event_id=None, state="succeeded")
+        for verb, row in grid.items():
+            for (who, sender), expected in zip(SENDERS.items(), row, strict=True):
+                event = EventId(f"$ops{next(ids)}")
+                await dispatcher.handle(Incoming(sender.room_id, event, UserId(sender.user_id), f"!op {verb} {op_id}"))
+                entry = (await installation.audit.recent(limit=1))[0]
+                if (entry.decision == "refused") is (expected == "Y"):
+                    wrong.append(f"!op {verb} on {kind} by {who}: {entry.decision} ({entry.detail})")
+    assert not wrong, "\n".join(wrong)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hiclaw_bot.chat import default_registry
 from hiclaw_bot.chat.permissions import (
-    COMMANDS,
     TABLE,
     Actor,
     ActorKind,
@@ -21,6 +19,7 @@ from hiclaw_bot.chat.permissions import (
     decide,
 )
 from hiclaw_bot.types import RoomId, UserId
+from tests.unit.chat.test_permission_walk import the_bots_registry
 
 ROOM = RoomScope(RoomId("!dm:example.org"))
 ACTORS = {
@@ -71,15 +70,12 @@ def test_the_grid_and_the_table_cover_everything() -> None:
         assert set(GRID[permission]) == set(TABLE[permission]) == set(ActorKind)
 
 
-def test_every_built_in_command_has_its_row() -> None:
-    for command in default_registry():
-        assert COMMANDS[command.name] is command.permission
-
-
 @pytest.mark.parametrize("kind", list(ActorKind), ids=lambda k: k.value)
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", sorted(c.name for c in the_bots_registry()))
 def test_every_command_for_every_actor(command: str, kind: ActorKind) -> None:
-    permission = COMMANDS[command]
+    found = the_bots_registry().get(command)
+    assert found is not None
+    permission = found.permission
     actor = ACTORS[kind]
     for target, expected in zip(TARGETS, GRID[permission][kind], strict=True):
         decision = decide(actor, ROOM, permission, target)

@@ -82,7 +82,8 @@ async def test_targets(resolver: Resolver, store: Store) -> None:
     op_id = await store.ops.insert(kind="worker.wake", subject="worker:alice", params={}, actor=None,
                                    room_id=None, source_event_id=None)
     op = TargetSpec("op", "id")
-    assert await resolver.target(op, Args({"id": op_id}), provisioning=False) == Target("op", str(op_id), "red")
+    assert await resolver.target(op, Args({"id": op_id}), provisioning=False) == \
+        Target("op", str(op_id), "red", quota=Quota(3, 3))
     missing = await resolver.target(op, Args({"id": 999}), provisioning=False)
     assert missing == Target("op", "999", None, exists=False)
     assert await resolver.subject_team("team:blue") == "blue"

@@ -44,12 +44,20 @@ async def dispatcher_for(config: Config, store: Store, outbox: RecordingOutbox) 
     for kind in KINDS:
         engine.register(kind, nothing)
     registry = default_registry()
-    register_worker_commands(registry, cast(Services, SimpleNamespace(config=config)))
+    register_worker_commands(registry, cast(Services, SimpleNamespace(
+        config=config, domain=config.matrix.server_name, bot_user_id=BOT, matrix=NoAccounts())))
     register_team_commands(registry, config)
     hub = ProgressHub(engine, store, outbox, clock=FakeClock(), interval=1.0)
     await hub.start()
     return Dispatcher(config=config, store=store, engine=engine, registry=registry, hub=hub, outbox=outbox,
                       identity=BotIdentity(BOT, "HiClaw")), engine, hub
+
+
+class NoAccounts:
+    """A homeserver on which no worker name is taken yet (for the account check of ``!worker create``)."""
+
+    async def user_exists(self, user_id: str) -> bool:
+        return False
 
 
 @pytest.fixture
