@@ -62,7 +62,6 @@ from backends.forkserver import ForkServer
 log = logging.getLogger("backends.process")
 
 BACKEND = "process"
-logger = logging.getLogger(__name__)
 _STATE = "state.json"
 _LOG = "worker.log"
 EXEC_OUTPUT_MAX = 1 << 20
@@ -227,12 +226,12 @@ class ProcessBackend:
                                                  log=directory / _LOG, uid=uid, gid=gid)
                 return self._identify(pid)
             except (BackendError, OSError) as exc:  # the preload is a speed-up: a fresh start still works
-                logger.warning("starting worker %s without the launcher: %s", spec.name, exc)
-        with await asyncio.to_thread(open, directory / _LOG, "ab", opener=_private) as log:
+                log.warning("starting worker %s without the launcher: %s", spec.name, exc)
+        with await asyncio.to_thread(open, directory / _LOG, "ab", opener=_private) as output:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *self._command(spec), cwd=directory / "work", env=self._env(spec.name, spec),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True, **self._identity(spec.name))
             except OSError as exc:
                 raise BackendError(BACKEND, f"cannot start worker {spec.name}: {exc.strerror}") from exc
