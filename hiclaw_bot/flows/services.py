@@ -42,11 +42,11 @@ class Services:
         return self.config.matrix.server_name
 
     def storage_settings(self) -> LocalStorage | S3Storage:
-        """How a worker reaches its files (the same store the bot writes to)."""
+        """How a worker reaches its files: the store the bot writes to, at its worker-facing address."""
         storage = self.config.storage
         if isinstance(storage, LocalStorageConfig):
             return LocalStorage(storage.directory)
-        return S3Storage(endpoint=storage.endpoint, bucket=storage.bucket,
+        return S3Storage(endpoint=storage.worker_endpoint or storage.endpoint, bucket=storage.bucket,
                          access_key=storage.access_key.get_secret_value(),
                          secret_key=storage.secret_key.get_secret_value(),
                          region=storage.region, path_style=storage.path_style)
