@@ -6,9 +6,13 @@ external calls) / wall, from the per-step timings the engine records — and 20 
 (wall, failures, duplicates counted at the servers). Prints one JSON object as its last line.
 Targets: create p50 ≤ 1.5 s, overhead ≤ 5 %, 0 failures and 0 duplicates when concurrent.
 
-With Docker (a private dockerd this script starts) the worker is a busybox loop, since an image
-with the agent cannot be built here without a registry: readiness is then "the container runs"
-(``ready_check: running``), and the figures measure everything but the agent's own start-up.
+With Docker (a private dockerd this script starts) it measures twice. ``docker``: the worker is a
+busybox loop and readiness is "the container runs" (``ready_check: running``), which measures
+everything but the agent's own start-up. ``docker_agent``: the real image, built here from Debian
+and PyPI (``hiclaw-bot image build``, cached), on host networking, and readiness is the agent's first
+sync (``ready_check: agent``). It adds ``wake_p50_ms``: sleep a worker, then time ``worker.wake``
+until the agent in the restarted container has synced. Targets there: create p50 ≤ 2.5 s, wake
+p50 ≤ 1.5 s, 0 failures and 0 duplicates when concurrent.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from backends.testing import DockerdUnavailable, LocalDockerd
 from hiclaw_bot.app import running
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.stack import LocalStack
+from hiclaw_bot.devstack.worker_image import build_worker_image
 from hiclaw_bot.flows import worker as flows
 
+ROOT = Path(__file__).resolve().parents[1]
 SEQUENTIAL = 20
 CONCURRENT = 20
 
@@ -56,17 +62,31 @@ async def create(app: object, name: str, extra: dict[str, object]) -> tuple[floa
     return wall, op.state, external, sum(s.duration_ms or 0 for s in steps)
 
 
-async def measure(config: Config, stack: LocalStack, extra: dict[str, object]) -> dict[str, object]:
+async def wake(app: object, name: str) -> float:
+    """Sleep ``name``, then wake it; return the wake's wall ms (until the agent is ready again)."""
+    engine = app.engine  # type: ignore[attr-defined]
+    sleep = await engine.submit(flows.SLEEP, flows.subject(name), {"name": name})
+    assert (await engine.wait(sleep.op.op_id)).state == "succeeded"
+    started = time.perf_counter()
+    sub = await engine.submit(flows.WAKE, flows.subject(name), {"name": name})
+    op = await engine.wait(sub.op.op_id)
+    assert op.state == "succeeded", (op.failed_step, op.error)
+    return (time.perf_counter() - started) * 1000
+
+
+async def measure(config: Config, stack: LocalStack, extra: dict[str, object], *,
+                  wakes: bool = False, prefix: str = "") -> dict[str, object]:
     async with running(config) as app:
         walls: list[float] = []
         ratios: list[float] = []
         for i in range(SEQUENTIAL):
-            wall, state, external, _ = await create(app, f"seq-{i}", extra)
+            wall, state, external, _ = await create(app, f"{prefix}seq-{i}", extra)
             assert state == "succeeded", state
             walls.append(wall)
             ratios.append(max(0.0, (wall - external) / wall))
+        wake_walls = [await wake(app, f"{prefix}seq-{i}") for i in range(SEQUENTIAL)] if wakes else []
         started = time.perf_counter()
-        results = await asyncio.gather(*(create(app, f"par-{i}", extra) for i in range(CONCURRENT)),
+        results = await asyncio.gather(*(create(app, f"{prefix}par-{i}", extra) for i in range(CONCURRENT)),
                                        return_exceptions=True)
         concurrent_wall = (time.perf_counter() - started) * 1000
         failures = sum(1 for r in results if isinstance(r, BaseException) or r[1] != "succeeded")
@@ -76,10 +96,13 @@ async def measure(config: Config, stack: LocalStack, extra: dict[str, object]) -
         duplicates += len(runtimes) - len(set(runtimes))
         for status in await app.services.backend.list():
             await app.services.backend.delete(status.name)
+    wake_figures = {"wake_p50_ms": round(statistics.median(wake_walls), 1),
+                    "wake_p95_ms": round(percentile(wake_walls, 0.95), 1)} if wake_walls else {}
     return {
         "creates": SEQUENTIAL,
         "create_p50_ms": round(statistics.median(walls), 1),
         "create_p95_ms": round(percentile(walls, 0.95), 1),
+        **wake_figures,
         "overhead_ratio": round(statistics.median(ratios), 4),
         "concurrent": CONCURRENT,
         "concurrent_wall_ms": round(concurrent_wall, 1),
@@ -110,6 +133,13 @@ async def main() -> dict[str, object]:
                     "docker": backend.docker.model_copy(update={"host": dockerd.base_url, "network": "none"})})
                 config = stack.config.model_copy(update={"backend": docker_backend})
                 results["docker"] = await measure(config, stack, {"image": image, "command": LOOP})
+                built = await asyncio.to_thread(build_worker_image, ROOT, base_url=dockerd.base_url)
+                agent_backend = backend.model_copy(update={
+                    "kind": "docker", "ready_check": "agent", "instance": "bench-agent", "default_image": built.tag,
+                    "docker": backend.docker.model_copy(update={"host": dockerd.base_url, "network": "host"})})
+                config = stack.config.model_copy(update={"backend": agent_backend})
+                results["docker_agent"] = {"image": built.tag, **await measure(
+                    config, stack, {"image": built.tag}, wakes=True, prefix="agent-")}
             finally:
                 dockerd.stop()
     return results
