@@ -75,7 +75,10 @@ async def wake(app: object, name: str) -> float:
 
 
 async def measure(config: Config, stack: LocalStack, extra: dict[str, object], *,
-                  wakes: bool = False, prefix: str = "") -> dict[str, object]:
+                  wakes: bool = False, prefix: str) -> dict[str, object]:
+    """``prefix`` names this run's workers, and its own database: a run never sees another's rows
+    (whose runtimes it deleted), which the drift reconciler would otherwise try to repair."""
+    config = config.model_copy(update={"data_dir": config.data_dir / prefix.strip("-")})
     async with running(config) as app:
         walls: list[float] = []
         ratios: list[float] = []
@@ -119,7 +122,7 @@ async def main() -> dict[str, object]:
         async with LocalStack(Path(tmp) / "stack", bcrypt_rounds=4) as stack:
             backend = stack.config.backend
             config = stack.config.model_copy(update={"backend": backend.model_copy(update={"kind": "process"})})
-            results["process"] = await measure(config, stack, {})
+            results["process"] = await measure(config, stack, {}, prefix="proc-")
             try:
                 dockerd = LocalDockerd.start()
             except DockerdUnavailable as exc:
@@ -132,7 +135,7 @@ async def main() -> dict[str, object]:
                     "kind": "docker", "ready_check": "running", "instance": "bench-docker",
                     "docker": backend.docker.model_copy(update={"host": dockerd.base_url, "network": "none"})})
                 config = stack.config.model_copy(update={"backend": docker_backend})
-                results["docker"] = await measure(config, stack, {"image": image, "command": LOOP})
+                results["docker"] = await measure(config, stack, {"image": image, "command": LOOP}, prefix="box-")
                 built = await asyncio.to_thread(build_worker_image, ROOT, base_url=dockerd.base_url)
                 agent_backend = backend.model_copy(update={
                     "kind": "docker", "ready_check": "agent", "instance": "bench-agent", "default_image": built.tag,
