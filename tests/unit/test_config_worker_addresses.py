@@ -3,10 +3,14 @@ naming the field (and its line) as ``check-config`` prints it."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import yaml
 
+from hiclaw_bot.agent.env import FS_ENDPOINT, worker_env
 from hiclaw_bot.config import ConfigError, parse_config
+from hiclaw_bot.flows.services import Services
 
 BASE = {
     "matrix": {"homeserver": "http://127.0.0.1:8008", "server_name": "localhost",
@@ -80,3 +84,13 @@ def test_an_agent_readiness_check_on_network_none_is_refused() -> None:
     assert ok.backend.docker.network == "hiclaw-net"
     running = parse_config(config_text(backend={"kind": "docker", "ready_check": "running"}))
     assert running.backend.docker.network == "none"
+
+
+def test_workers_are_told_the_worker_facing_object_store() -> None:
+    """The environment a worker gets names ``storage.worker_endpoint``, not the bot's endpoint."""
+    def env_of(storage: dict[str, object]) -> dict[str, str]:
+        config = parse_config(config_text(storage=storage))
+        return worker_env(Services.storage_settings(SimpleNamespace(config=config)), "alice")  # type: ignore[arg-type]
+
+    assert env_of(BASE["storage"])[FS_ENDPOINT] == "http://127.0.0.1:8333"
+    assert env_of({**BASE["storage"], "worker_endpoint": "http://s3:8333"})[FS_ENDPOINT] == "http://s3:8333"
