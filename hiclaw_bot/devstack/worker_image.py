@@ -9,7 +9,8 @@ image is made in two layers, each cached by the hash of what goes into it:
 2. **agent** ``hiclaw/worker-agent:<hash>``: the project's wheel and its pinned dependencies
    (``pip download``, binary wheels for the image's Python), installed offline into a venv by
    ``docker/worker-agent/Dockerfile.debian``. The finished image is saved to the cache directory
-   too (``docker save``), so a second build, even on a fresh engine, is a ``docker load``.
+   too (``docker save``; the two newest are kept), so a second build, even on a fresh engine, is
+   a ``docker load``.
 
 The tag is a content hash of the sources, the pins and the recipe: a changed file is a new tag,
 an unchanged tree is the same tag and no work. Errors say what is missing and how to get it
@@ -47,6 +48,7 @@ CONTRACT = {"User": "10001:10001", "Cmd": ["python", "-m", "hiclaw_bot.agent"], 
             "WorkingDir": "/home/worker", "HOME": "/home/worker"}
 """What every worker image promises the backends (both Dockerfiles; checked by the tests)."""
 STEPS = ("hash", "base", "wheels", "build", "save")
+SAVED_IMAGES = 2
 
 Progress = Callable[[str, str], None]
 """``(step, message)``: called as each step starts (or is found cached)."""
@@ -128,10 +130,13 @@ def _ensure_base(client: docker.DockerClient, cache: Path, progress: Progress) -
     rootfs = cache / f"rootfs-{tag.rpartition(':')[2]}.tar"
     if not rootfs.exists():
         progress("base", f"mmdebstrap {SUITE} (Debian rootfs with Python, about 30 s)")
-        partial = rootfs.with_suffix(".partial.tar")
-        _run([_mmdebstrap(), "--variant=minbase", f"--include={','.join(PACKAGES)}", "--quiet", SUITE,
-              str(partial)], "mmdebstrap")
-        partial.replace(rootfs)
+        partial = rootfs.with_suffix(f".{os.getpid()}.partial.tar")  # two builds at once never share one
+        try:
+            _run([_mmdebstrap(), "--variant=minbase", f"--include={','.join(PACKAGES)}", "--quiet", SUITE,
+                  str(partial)], "mmdebstrap")
+            partial.replace(rootfs)
+        finally:
+            partial.unlink(missing_ok=True)
     progress("base", f"docker import {rootfs.name}")
     repository, _, version = tag.rpartition(":")
     client.api.import_image_from_file(str(rootfs), repository=repository, tag=version,
@@ -197,9 +202,20 @@ def build_worker_image(root: Path, *, base_url: str | None = None, cache_dir: Pa
                                  for line in list(exc.build_log)[-8:])
                 raise ImageBuildError(f"docker build failed: {exc.msg}\n{tail}") from None
         report("save", f"docker save to {cache}")
-        partial = saved.with_suffix(".partial")
-        with partial.open("wb") as handle:
-            for chunk in client.images.get(tag).save(named=True):
-                handle.write(chunk)
-        partial.replace(saved)
+        partial = saved.with_suffix(f".{os.getpid()}.partial")
+        try:
+            with partial.open("wb") as handle:
+                for chunk in client.images.get(tag).save(named=True):
+                    handle.write(chunk)
+            partial.replace(saved)
+        finally:
+            partial.unlink(missing_ok=True)
+    _prune(cache, keep=SAVED_IMAGES)
     return BuildResult(tag, None)
+
+
+def _prune(cache: Path, *, keep: int) -> None:
+    """Keep the ``keep`` newest saved images: each is a few hundred MB, and every edit makes one."""
+    saved = sorted(cache.glob("*.image.tar"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for old in saved[keep:]:
+        old.unlink(missing_ok=True)

@@ -8,12 +8,13 @@ and the end-to-end tests check the built image's config against the same :data:`
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from hiclaw_bot.devstack.worker_image import CONTRACT, SOURCES, image_tag
+from hiclaw_bot.devstack.worker_image import CONTRACT, SOURCES, _prune, image_tag
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = ["docker/worker-agent/Dockerfile", "docker/worker-agent/Dockerfile.debian"]
@@ -74,3 +75,13 @@ def test_the_tag_is_a_hash_of_what_the_image_holds(tmp_path: Path) -> None:
     assert image_tag(tmp_path) == first, "bytecode is not part of the image's sources"
     (tmp_path / "hiclaw_bot" / "agent" / "runner.py").write_text("changed\n")
     assert image_tag(tmp_path) != first
+
+
+def test_only_the_newest_saved_images_are_kept(tmp_path: Path) -> None:
+    for age, name in enumerate(["new", "mid", "old"]):
+        path = tmp_path / f"{name}.image.tar"
+        path.write_bytes(b"image")
+        os.utime(path, (1_000_000 - age, 1_000_000 - age))
+    (tmp_path / "rootfs-abc.tar").write_bytes(b"rootfs")
+    _prune(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mid.image.tar", "new.image.tar", "rootfs-abc.tar"]
