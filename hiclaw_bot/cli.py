@@ -246,7 +246,7 @@ def _build_image(root: Path, docker_host: str | None, cache_dir: Path | None) ->
               help="Run workers as local processes, or as containers of the worker image (built when missing).")
 def dev(data_dir: Path, backend: str) -> None:
     """Start the embedded local stack (Synapse, object store, gateway simulator) and the bot."""
-    from hiclaw_bot.devstack.stack import LocalStack, docker_host
+    from hiclaw_bot.devstack.stack import LocalStack, StackError, docker_host
 
     image_tag: str | None = None
     if backend == "docker":
@@ -259,14 +259,22 @@ def dev(data_dir: Path, backend: str) -> None:
         image_tag = _build_image(Path("."), host, None)
     _logging("INFO")
 
+    refused: list[StackError] = []
+
     async def go() -> None:
-        async with LocalStack(data_dir, worker_image=image_tag) as stack, running(stack.config):
-            console.print(stack.describe(), markup=False)
-            console.print(f"The bot is up. In another terminal: hiclaw-bot say --data-dir {data_dir} '!help'",
-                          markup=False)
-            await asyncio.Event().wait()
+        try:
+            async with LocalStack(data_dir, worker_image=image_tag) as stack, running(stack.config):
+                console.print(stack.describe(), markup=False)
+                console.print(f"The bot is up. In another terminal: hiclaw-bot say --data-dir {data_dir} '!help'",
+                              markup=False)
+                await asyncio.Event().wait()
+        except StackError as exc:
+            refused.append(exc)
 
     _until_interrupted(go())
+    if refused:
+        errors.print(f"[red]cannot start the local stack[/red]: {refused[0]}", highlight=False)
+        sys.exit(1)
 
 
 @main.command()

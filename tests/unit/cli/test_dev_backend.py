@@ -36,3 +36,15 @@ def test_image_build_outside_a_checkout_says_so(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "is not a hiclaw-bot checkout" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_a_stack_that_cannot_start_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(self: stack.LocalStack) -> None:
+        raise stack.StackError("containers cannot read a local object-store directory")
+
+    monkeypatch.setattr(stack.LocalStack, "start", refuse)
+    result = CliRunner().invoke(main, ["dev", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "cannot start the local stack: containers cannot read a local object-store directory" in said
+    assert "Traceback" not in result.output
