@@ -75,6 +75,7 @@ WORKER_USER = "10001:10001"
 """The worker image's unprivileged user (``docker/worker-agent``); forced whatever the image says."""
 WORK_DIR = "/home/worker"
 PIDS_LIMIT = 256
+_ENGINE_NETWORKS = frozenset({"none", "host", "bridge", "default"})
 
 
 def confinement() -> dict[str, Any]:
@@ -399,9 +400,36 @@ class DockerBackend:
                     if self._base_url is None:
                         return docker.from_env(**options)
                     return docker.DockerClient(base_url=self._base_url, **options)
+                def connect_with_network() -> docker.DockerClient:
+                    client = connect()
+                    self._ensure_network(client)
+                    return client
+
                 loop = asyncio.get_running_loop()
-                self._client = await loop.run_in_executor(self._pool, _translated, lambda _: connect(), None)
+                self._client = await loop.run_in_executor(self._pool, _translated,
+                                                          lambda _: connect_with_network(), None)
             return self._client
+
+    def _ensure_network(self, client: docker.DockerClient) -> None:
+        """Create the named network the workers join (a bridge, labelled ours) when it is missing.
+
+        ``none``, ``host``, ``bridge`` and ``default`` are the engine's own and never created; a
+        lost race with another replica shows up as the network existing on the second look.
+        """
+        name = self._network_mode
+        if name in _ENGINE_NETWORKS or name.startswith("container:"):
+            return
+        def exists() -> bool:  # the engine's name filter matches substrings
+            return any(network.name == name for network in client.networks.list(names=[name]))
+
+        if exists():
+            return
+        try:
+            client.networks.create(name, driver="bridge", check_duplicate=True,
+                                   labels={LABEL_INSTANCE: self.instance})
+        except docker.errors.APIError as exc:
+            if not exists():
+                raise BackendError(BACKEND, f"cannot create network {name}: {exc.explanation}") from exc
 
 
 def _translated(call: Callable[[Any], T], client: Any) -> T:

@@ -214,22 +214,82 @@ def say(config_path: Path, data_dir: Path | None, text: str, user_id: str | None
         sys.exit(1)
 
 
+@main.group()
+def image() -> None:
+    """The worker image, built here from Debian and PyPI (no image registry needed)."""
+
+
+@image.command("build")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True,
+              help="The hiclaw-bot checkout to build from.")
+@click.option("--docker-host", default=None, help="The engine to build in; unset: DOCKER_HOST or the default socket.")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where the rootfs and built images are kept (default: ~/.cache/hiclaw-bot/worker-image).")
+def image_build(root: Path, docker_host: str | None, cache_dir: Path | None) -> None:
+    """Build hiclaw/worker-agent:<content hash> and print its tag (seconds when nothing changed)."""
+    tag = _build_image(root, docker_host, cache_dir)
+    console.print(tag, markup=False, highlight=False)
+
+
+def _build_image(root: Path, docker_host: str | None, cache_dir: Path | None) -> str:
+    """Build the worker image with a progress bar on stderr; exit 1 saying why it cannot be built."""
+    from rich.progress import Progress
+
+    from hiclaw_bot.devstack.worker_image import STEPS, ImageBuildError, build_worker_image
+
+    with Progress(console=errors, transient=True) as progress:
+        task = progress.add_task("worker image", total=len(STEPS))
+
+        def report(step: str, message: str) -> None:
+            progress.update(task, completed=STEPS.index(step), description=message)
+
+        try:
+            result = build_worker_image(root, base_url=docker_host, cache_dir=cache_dir, progress=report)
+        except ImageBuildError as exc:
+            progress.stop()
+            errors.print(f"[red]cannot build the worker image[/red]: {exc}", highlight=False)
+            sys.exit(1)
+        progress.update(task, completed=len(STEPS))
+    how = {"engine": "already built", "saved": "loaded from the cache"}.get(result.cached or "", "built")
+    errors.print(f"worker image {result.tag} ({how})", markup=False, highlight=False)
+    return result.tag
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".dev"), show_default=True)
-def dev(data_dir: Path) -> None:
+@click.option("--backend", type=click.Choice(["process", "docker"]), default="process", show_default=True,
+              help="Run workers as local processes, or as containers of the worker image (built when missing).")
+def dev(data_dir: Path, backend: str) -> None:
     """Start the embedded local stack (Synapse, object store, gateway simulator) and the bot."""
-    from hiclaw_bot.devstack.stack import LocalStack
+    from hiclaw_bot.devstack.stack import LocalStack, StackError, docker_host
 
+    image_tag: str | None = None
+    if backend == "docker":
+        host = asyncio.run(docker_host())
+        if host is None:
+            errors.print("[red]--backend docker[/red]: no Docker engine answers at $DOCKER_HOST or "
+                         "/var/run/docker.sock; start dockerd (see README, 'Workers on Docker') or use "
+                         "--backend process", highlight=False)
+            sys.exit(1)
+        image_tag = _build_image(Path("."), host, None)
     _logging("INFO")
 
+    refused: list[StackError] = []
+
     async def go() -> None:
-        async with LocalStack(data_dir) as stack, running(stack.config):
-            console.print(stack.describe(), markup=False)
-            console.print(f"The bot is up. In another terminal: hiclaw-bot say --data-dir {data_dir} '!help'",
-                          markup=False)
-            await asyncio.Event().wait()
+        try:
+            async with LocalStack(data_dir, worker_image=image_tag) as stack, running(stack.config):
+                console.print(stack.describe(), markup=False)
+                console.print(f"The bot is up. In another terminal: hiclaw-bot say --data-dir {data_dir} '!help'",
+                              markup=False)
+                await asyncio.Event().wait()
+        except StackError as exc:
+            refused.append(exc)
 
     _until_interrupted(go())
+    if refused:
+        errors.print(f"[red]cannot start the local stack[/red]: {refused[0]}", highlight=False)
+        sys.exit(1)
 
 
 @main.command()

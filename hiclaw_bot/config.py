@@ -89,6 +89,14 @@ class Registration(_Model):
         return self
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 class MatrixConfig(_Model):
     homeserver: str
     server_name: str
@@ -100,13 +108,17 @@ class MatrixConfig(_Model):
     command_max_age: Duration = 600.0
     """Commands older than this when the bot catches up after downtime are answered, not run."""
     allowed_inviters: list[str] = Field(default_factory=list)
+    worker_homeserver: str | None = None
+    """The homeserver as workers reach it (from their container or pod); unset: ``homeserver``."""
 
-    @field_validator("homeserver")
+    @field_validator("homeserver", "worker_homeserver")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @property
+    def worker_homeserver_url(self) -> str:
+        return self.worker_homeserver or self.homeserver
 
     @field_validator("admins", "allowed_inviters")
     @classmethod
@@ -124,8 +136,19 @@ class HigressConfig(_Model):
     password: SecretStr
     gateway_url: str
     """The AI gateway's public URL, written into worker configs (``<gateway_url>/v1``)."""
+    worker_gateway_url: str | None = None
+    """The gateway as workers reach it; unset: ``gateway_url``."""
     routes: Literal["all"] | list[str] = "all"
     mcp_servers: list[str] = Field(default_factory=list)
+
+    @field_validator("worker_gateway_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @property
+    def worker_url(self) -> str:
+        return self.worker_gateway_url or self.gateway_url
 
 
 class NoGateway(_Model):
@@ -142,6 +165,13 @@ class S3StorageConfig(_Model):
     path_style: bool = True
     iam_endpoint: str | None = None
     """Where workers' own identities are made (AWS IAM calls); by default the S3 endpoint (SeaweedFS)."""
+    worker_endpoint: str | None = None
+    """The object store as workers reach it; unset: ``endpoint``."""
+
+    @field_validator("worker_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value)
 
 
 class LocalStorageConfig(_Model):
@@ -153,6 +183,8 @@ class DockerBackendConfig(_Model):
     host: str | None = None
     """``unix:///var/run/docker.sock``; unset: ``DOCKER_HOST`` or the default socket."""
     network: str = "none"
+    """``none``, ``host``, or a network's name: created (bridge) when missing. Workers need one that
+    reaches the homeserver, the gateway and the object store at their worker-facing addresses."""
     allowed_registries: list[str] = Field(default_factory=list)
 
 
@@ -447,9 +479,27 @@ def parse_config(text: str, *, source: str = "<config>", environ: Mapping[str, s
             line = _nearest_line(lines, loc)
             issues.append(ConfigIssue(".".join(loc), error["msg"].removeprefix("Value error, "), line))
         raise ConfigError(source, issues) from None
+    issues = [ConfigIssue(path, message, _nearest_line(lines, tuple(path.split("."))))
+              for path, message in cross_checks(config)]
+    if issues:
+        raise ConfigError(source, issues)
     if base_dir is not None and not config.data_dir.is_absolute():
         config = config.model_copy(update={"data_dir": (base_dir / config.data_dir).resolve()})
     return config
+
+
+def cross_checks(config: Config) -> list[tuple[str, str]]:
+    """Settings that are each valid but cannot work together, as ``(field, why)``."""
+    problems = []
+    kind = config.backend.kind
+    if kind in ("docker", "kubernetes") and config.storage.kind == "local":
+        problems.append(("storage.kind", f"a {kind} worker cannot read a local directory of the bot's: "
+                                         "use an S3 object store (storage.kind: s3)"))
+    if kind == "docker" and config.backend.ready_check == "agent" and config.backend.docker.network == "none":
+        problems.append(("backend.docker.network", "with network none the agent reaches no homeserver and "
+                                                   "never becomes ready: name a network (or host), or set "
+                                                   "backend.ready_check: running"))
+    return problems
 
 
 def _is_union_tag(part: Any) -> bool:

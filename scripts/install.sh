@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything hiclaw-bot needs on a fresh Debian 12 machine with Python 3.11:
-#   - Debian's docker.io and busybox-static (the Docker backend and its tests; needs root),
+#   - Debian's docker.io, busybox-static and mmdebstrap (the Docker backend, its tests and the
+#     worker image built from Debian by `hiclaw-bot image build`; needs root),
 #   - a virtualenv in .venv with the pinned Python dependencies (Synapse and SeaweedFS included).
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
@@ -9,14 +10,15 @@ cd "$(dirname "$0")/.."
 EXTRAS="${1:-test}"
 PYTHON="${PYTHON:-python3}"
 
-if ! command -v dockerd >/dev/null 2>&1 || ! command -v busybox >/dev/null 2>&1; then
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v busybox >/dev/null 2>&1 \
+    || ! command -v mmdebstrap >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "==> installing docker.io and busybox-static from Debian"
+    echo "==> installing docker.io, busybox-static and mmdebstrap from Debian"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq docker.io busybox-static >/dev/null
+    apt-get install -y -qq docker.io busybox-static mmdebstrap >/dev/null
   else
-    echo "==> note: dockerd/busybox missing and cannot apt-get them; Docker backend tests will skip" >&2
+    echo "==> note: dockerd/busybox/mmdebstrap missing and cannot apt-get them; Docker backend tests will skip" >&2
   fi
 fi
 

