@@ -56,6 +56,17 @@ async def create(app: object, name: str, extra: dict[str, object]) -> tuple[floa
     return wall, op.state, external, sum(s.duration_ms or 0 for s in steps)
 
 
+async def delete_all(app: object) -> None:
+    """Delete every worker as `!worker delete` would, so the next phase (another backend) starts
+    from an empty table: a worker outlives a backend switch only by refusing the bot's start."""
+    engine, store = app.engine, app.store  # type: ignore[attr-defined]
+    subs = [await engine.submit(flows.DELETE, flows.subject(row.name),
+                                {**row.spec, "model": row.model, "image": row.image, "name": row.name})
+            for row in await store.workers.all()]
+    ops = await asyncio.gather(*(engine.wait(sub.op.op_id) for sub in subs))
+    assert all(op.state == "succeeded" for op in ops), [(op.subject, op.state, op.error) for op in ops]
+
+
 async def measure(config: Config, stack: LocalStack, extra: dict[str, object]) -> dict[str, object]:
     async with running(config) as app:
         walls: list[float] = []
@@ -74,8 +85,7 @@ async def measure(config: Config, stack: LocalStack, extra: dict[str, object]) -
         duplicates = len(consumers) - len(set(consumers))
         runtimes = [s.name for s in await app.services.backend.list()]
         duplicates += len(runtimes) - len(set(runtimes))
-        for status in await app.services.backend.list():
-            await app.services.backend.delete(status.name)
+        await delete_all(app)
     return {
         "creates": SEQUENTIAL,
         "create_p50_ms": round(statistics.median(walls), 1),

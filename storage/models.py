@@ -138,6 +138,8 @@ class Worker:
     last_active_at: float | None
     created_at: float
     updated_at: float
+    backend_instance: str | None = None
+    """The backend's instance (``hiclaw.io/instance``); None on rows older than that column."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Worker:
@@ -148,7 +150,7 @@ class Worker:
             desired_state=row["desired_state"], observed_state=row["observed_state"],
             user_id=row["user_id"], room_id=row["room_id"], idle_timeout_s=row["idle_timeout_s"],
             last_active_at=row["last_active_at"], created_at=row["created_at"],
-            updated_at=row["updated_at"],
+            updated_at=row["updated_at"], backend_instance=row["backend_instance"],
         )
 
 

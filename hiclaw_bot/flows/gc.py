@@ -71,7 +71,9 @@ class SweepSystem(Step):
         elif orphan.system == PREFIX:
             await services.objects.delete_prefix(orphan.name)
         elif orphan.system == RUNTIME:
-            await services.backend.delete(orphan.name)
+            backend = services.backends.get(orphan.where) if orphan.where else services.backend
+            if backend is not None:  # a backend no longer served: nothing here can reach it
+                await backend.delete(orphan.name)
 
     async def _forget(self, ctx: StepContext, orphan: Orphan) -> None:
         kind = _LEDGER_KIND[orphan.system]

@@ -8,7 +8,7 @@ The orphan sweep's eyes. Each system is listed by our prefixes or labels only:
 * the gateway: consumers ``worker-*``, and ``worker-*`` entries in the AI routes' allow lists;
 * storage: the prefixes ``agents/<w>/`` (never ``teams/<t>/``: a deleted team's shared folder is its
   work, kept on purpose, and only a person decides to remove it);
-* the backend: the runtimes of our instance label (``backend.list()``).
+* the backends: the runtimes of our instance label (``backend.list()`` of each one served).
 
 A name is *claimed* when the workers or teams table has its owner, when an operation holds or
 waits on its owner's subject, or when an operation still running recorded it in the ledger (a
@@ -49,12 +49,13 @@ class Orphan:
     name: str
     """The alias, consumer, storage prefix or worker (runtime) name."""
     where: str = ""
-    """For a route entry: the route."""
+    """For a route entry: the route; for a runtime on a backend other than the default: its kind."""
 
     def describe(self) -> str:
         what = {ALIAS: "room alias", ROUTE: "route entry", CONSUMER: "gateway consumer",
                 PREFIX: "storage prefix", RUNTIME: "runtime"}[self.system]
-        return f"{what} {self.name}" + (f" on route {self.where}" if self.where else "")
+        where = f" on {'route ' if self.system == ROUTE else ''}{self.where}" if self.where else ""
+        return f"{what} {self.name}{where}"
 
     def as_param(self) -> dict[str, str]:
         return {"system": self.system, "name": self.name, "where": self.where}
@@ -181,4 +182,9 @@ async def _prefixes(services: Services) -> Iterable[Orphan]:
 
 
 async def _runtimes(services: Services) -> Iterable[Orphan]:
-    return [Orphan(RUNTIME, status.name) for status in await services.backend.list()]
+    """Every backend's runtimes; those of a backend other than the default say which (``where``)."""
+    found = []
+    for kind, backend in services.backends.items():
+        where = "" if backend is services.backend else kind
+        found += [Orphan(RUNTIME, status.name, where) for status in await backend.list()]
+    return found

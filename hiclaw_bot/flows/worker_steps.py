@@ -15,7 +15,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from backends import NotFound, WorkerSpec, WorkerState
+from backends import NotFound, WorkerBackend, WorkerSpec, WorkerState
 from hiclaw_bot.agent.env import worker_env
 from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
@@ -49,6 +49,10 @@ class WorkerStep(Step):
     @property
     def alias(self) -> str:
         return names.full_alias(names.worker_room_alias(self.worker), self.services.domain)
+
+    async def backend(self) -> WorkerBackend:
+        """The backend the worker lives on (its row says which), read anew by each call."""
+        return await self.services.worker_backend(self.worker)
 
 
 class Secrets(WorkerStep):
@@ -314,23 +318,25 @@ class Runtime(WorkerStep):
         self.resource = ResourceRef("worker_runtime", names.container(worker))
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
+        backend = await self.backend()
         async with ctx.external("backend"):
-            status = await self.services.backend.status(self.worker)
+            status = await backend.status(self.worker)
         if status.state in (WorkerState.RUNNING, WorkerState.STARTING) and status.spec_hash == self.spec.spec_hash:
             return Done({"spec_hash": self.spec.spec_hash}, external_id=names.container(self.worker),
                         spec_hash=self.spec.spec_hash)
         return None
 
     async def do(self, ctx: StepContext) -> Outcome:
-        backend = self.services.backend
+        backend = await self.backend()
         async with ctx.external("backend"):
             ref = await backend.create(self.spec, replace=True)
             await backend.start(self.worker)
         return Done({"spec_hash": ref.spec_hash}, external_id=ref.external_id, spec_hash=ref.spec_hash)
 
     async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        backend = await self.backend()
         async with ctx.external("backend"):
-            await self.services.backend.delete(self.worker)
+            await backend.delete(self.worker)
 
 
 class Ready(WorkerStep):
@@ -343,9 +349,10 @@ class Ready(WorkerStep):
     async def do(self, ctx: StepContext) -> Outcome:
         settings = self.services.config
         deadline = time.monotonic() + settings.lifecycle.ready_timeout
+        backend = await self.backend()
         while True:
             async with ctx.external("backend"):
-                status = await self.services.backend.status(self.worker)
+                status = await backend.status(self.worker)
             if status.state is WorkerState.FAILED:
                 raise PermanentError(f"the worker's runtime failed: {status.detail or 'no detail'}; "
                                      f"see !worker logs {self.worker}")
@@ -395,13 +402,15 @@ class Stop(WorkerStep):
     name = "stop"
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
+        backend = await self.backend()
         async with ctx.external("backend"):
-            status = await self.services.backend.status(self.worker)
+            status = await backend.status(self.worker)
         return Done() if status.state in (WorkerState.STOPPED, WorkerState.NOT_FOUND) else None
 
     async def do(self, ctx: StepContext) -> Outcome:
+        backend = await self.backend()
         async with ctx.external("backend"):
-            await self.services.backend.stop(self.worker)
+            await backend.stop(self.worker)
         return Done()
 
 
@@ -409,9 +418,10 @@ class Start(WorkerStep):
     name = "start"
 
     async def do(self, ctx: StepContext) -> Outcome:
+        backend = await self.backend()
         async with ctx.external("backend"):
             try:
-                await self.services.backend.start(self.worker)
+                await backend.start(self.worker)
             except NotFound:
                 raise PermanentError(f"{self.worker} has no runtime on the backend; "
                                      f"!worker update {self.worker} recreates it") from None
@@ -451,8 +461,9 @@ class Update(WorkerStep):
         self.spec = worker_spec(services, worker, params)
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
+        backend = await self.backend()
         async with ctx.external("backend"):
-            status = await self.services.backend.status(self.worker)
+            status = await backend.status(self.worker)
         if status.spec_hash != self.spec.spec_hash:
             return None
         if status.state is not WorkerState.RUNNING and not await self._asleep(ctx):
@@ -460,13 +471,14 @@ class Update(WorkerStep):
         return Done({"spec_hash": self.spec.spec_hash})
 
     async def do(self, ctx: StepContext) -> Outcome:
+        backend = await self.backend()
         async with ctx.external("backend"):
             try:
-                await self.services.backend.update(self.worker, self.spec)
+                await backend.update(self.worker, self.spec)
             except NotFound:
-                await self.services.backend.create(self.spec, replace=True)
+                await backend.create(self.spec, replace=True)
             if not await self._asleep(ctx):
-                await self.services.backend.start(self.worker)  # a no-op when it runs already
+                await backend.start(self.worker)  # a no-op when it runs already
         return Done({"spec_hash": self.spec.spec_hash}, spec_hash=self.spec.spec_hash)
 
     async def _asleep(self, ctx: StepContext) -> bool:
