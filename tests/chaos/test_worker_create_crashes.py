@@ -77,13 +77,22 @@ def agent_processes(worker: str | None) -> list[psutil.Process]:
     return found
 
 
+def works_under(proc: psutil.Process, root: Path) -> bool:
+    try:
+        return Path(proc.cwd()).is_relative_to(root)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 @pytest.fixture(autouse=True)
-def no_agent_left_behind() -> Iterator[None]:
-    """Whatever a test's workers left running (a failed assertion included) is stopped after it."""
-    before = {proc.pid for proc in agent_processes(None)}
+def no_agent_left_behind(tmp_path: Path) -> Iterator[None]:
+    """Whatever a test's workers left running (a failed assertion included) is stopped after it.
+
+    Only the agents working under this test's directory: other agents on the machine (another
+    test run's, a benchmark's, a dev stack's) are none of its business."""
     yield
     for proc in agent_processes(None):
-        if proc.pid not in before:
+        if works_under(proc, tmp_path):
             proc.terminate()
 
 
