@@ -41,6 +41,8 @@ class Operation:
     created_at: float
     updated_at: float
     finished_at: float | None
+    reported_at: float | None = None
+    """The ``finished_at`` whose final message was sent; behind ``finished_at``: not told yet."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Operation:
@@ -50,6 +52,7 @@ class Operation:
             source_event_id=row["source_event_id"], state=row["state"], error=row["error"],
             failed_step=row["failed_step"], progress_event_id=row["progress_event_id"],
             created_at=row["created_at"], updated_at=row["updated_at"], finished_at=row["finished_at"],
+            reported_at=row["reported_at"],
         )
 
     @property
