@@ -204,15 +204,21 @@ def say(config_path: Path, data_dir: Path | None, text: str, user_id: str | None
 def dev(data_dir: Path) -> None:
     """Start the embedded local stack (Synapse, object store, gateway simulator) and the bot."""
     from hiclaw_bot.devstack.stack import LocalStack
+    from hiclaw_bot.devstack.workers import park, unpark
 
     _logging("INFO")
 
     async def go() -> None:
-        async with LocalStack(data_dir) as stack, running(stack.config):
-            console.print(stack.describe(), markup=False)
-            console.print(f"The bot is up. In another terminal: hiclaw-bot say --data-dir {data_dir} '!help'",
-                          markup=False)
-            await asyncio.Event().wait()
+        async with LocalStack(data_dir) as stack:
+            await unpark(stack.config)
+            try:
+                async with running(stack.config):
+                    console.print(stack.describe(), markup=False)
+                    console.print(f"The bot is up. In another terminal: hiclaw-bot say --data-dir {data_dir} '!help'",
+                                  markup=False)
+                    await asyncio.Event().wait()
+            finally:  # the process workers stop with the stack, and the next start brings them back
+                await park(stack.config)
 
     _until_interrupted(go())
 

@@ -391,7 +391,8 @@ class LocalStack:
         backend: dict[str, Any] = {"kind": "process", "default_image": WORKER_IMAGE}
         if self.docker:
             # Host networking: the workers reach Synapse and S3 on 127.0.0.1 like the bot does.
-            backend = {"kind": "docker", "default_image": WORKER_IMAGE,
+            # Process workers made before Docker came up stay served where they run.
+            backend = {"kind": "docker", "available": ["docker", "process"], "default_image": WORKER_IMAGE,
                        "docker": {"host": self.docker, "network": "host"}}
         return {
             "data_dir": str(self.data_dir / "bot"),
