@@ -16,11 +16,13 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hiclaw_bot import console as views
 from hiclaw_bot.app import running, serve
 from hiclaw_bot.config import Config, ConfigError, load_config
+from hiclaw_bot.flows.services import StrandedWorkers
 from hiclaw_bot.leadership import EXIT_LEADERSHIP_LOST, LeadershipLost
 from storage import Store
 
@@ -158,6 +160,9 @@ def run(config_path: Path) -> None:
     except LeadershipLost as exc:  # another replica leads now: exit, to be restarted as a standby
         errors.print(f"[red]stopped[/red]: {exc}", markup=True, highlight=False)
         sys.exit(EXIT_LEADERSHIP_LOST)
+    except StrandedWorkers as exc:  # a configuration problem, named; never a traceback
+        errors.print(f"[red]not starting[/red]: {escape(str(exc))}", markup=True, highlight=False)
+        sys.exit(2)
 
 
 @main.command()
