@@ -51,6 +51,8 @@ async def create(app: object, name: str, extra: dict[str, object]) -> tuple[floa
                               {"name": name, "model": "qwen-max", "image": "hiclaw/worker-agent:latest", **extra})
     op = await engine.wait(sub.op.op_id)
     wall = (time.perf_counter() - started) * 1000
+    if op.state != "succeeded":
+        raise RuntimeError(f"create {name}: {op.state} at step {op.failed_step}: {op.error}")
     steps = await store.steps.of(op.op_id)
     external = sum(s.external_ms for s in steps)
     return wall, op.state, external, sum(s.duration_ms or 0 for s in steps)
