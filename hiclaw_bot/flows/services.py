@@ -58,20 +58,22 @@ class Services:
         """
         if row is None:
             return self.backend
-        backend = self.backends.get(row.backend)
-        if backend is None or (row.backend_instance or self.config.backend.instance) != self.config.backend.instance:
+        if not self._serves(row):
             raise PermanentError(f"{row.name} runs on backend {describe_backend(row)}, which this configuration "
                                  "does not offer; add it to backend.available")
-        return backend
+        return self.backends[row.backend]
 
     async def worker_backend(self, name: str) -> WorkerBackend:
         return self.backend_for(await self.store.workers.get(name))
 
     def stranded(self, rows: Iterable[Worker]) -> list[Worker]:
         """The workers whose backend this configuration does not offer."""
+        return [row for row in rows if not self._serves(row)]
+
+    def _serves(self, row: Worker) -> bool:
+        """Its kind is served, on our instance (a row older than the instance column: ours)."""
         instance = self.config.backend.instance
-        return [row for row in rows
-                if row.backend not in self.backends or (row.backend_instance or instance) != instance]
+        return row.backend in self.backends and (row.backend_instance or instance) == instance
 
     def storage_settings(self) -> LocalStorage | S3Storage:
         """How a worker reaches its files (the same store the bot writes to)."""
