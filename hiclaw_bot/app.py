@@ -82,7 +82,7 @@ async def running(config: Config) -> AsyncIterator[App]:
             bot = Bot(config, store, engine, registry=registry, observers=[lifecycle.observe])
             # The API opens first: its metrics count the operations resumed below, and /readyz
             # answers "not ready" (rather than nothing) until the first sync.
-            async with open_api(config.api, store, engine, services.backend,
+            async with open_api(config.api, store, engine, services.backend, others=services.others,
                                 matrix_ready=lambda: bot.ready) as api:
                 resumed = await engine.start()
                 if resumed:

@@ -16,11 +16,13 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hiclaw_bot import console as views
 from hiclaw_bot.app import running, serve
 from hiclaw_bot.config import Config, ConfigError, load_config
+from hiclaw_bot.flows.services import StrandedWorkers
 from hiclaw_bot.leadership import EXIT_LEADERSHIP_LOST, LeadershipLost
 from storage import Store
 
@@ -173,6 +175,9 @@ def run(config_path: Path) -> None:
     except LeadershipLost as exc:  # another replica leads now: exit, to be restarted as a standby
         errors.print(f"[red]stopped[/red]: {exc}", markup=True, highlight=False)
         sys.exit(EXIT_LEADERSHIP_LOST)
+    except StrandedWorkers as exc:  # a configuration problem, named; never a traceback
+        errors.print(f"[red]not starting[/red]: {escape(str(exc))}", markup=True, highlight=False)
+        sys.exit(2)
 
 
 @main.command()
@@ -262,6 +267,7 @@ def _build_image(root: Path, docker_host: str | None, cache_dir: Path | None) ->
 def dev(data_dir: Path, backend: str) -> None:
     """Start the embedded local stack (Synapse, object store, gateway simulator) and the bot."""
     from hiclaw_bot.devstack.stack import LocalStack, StackError, docker_host
+    from hiclaw_bot.devstack.workers import park, unpark
 
     image_tag: str | None = None
     if backend == "docker":
@@ -278,11 +284,16 @@ def dev(data_dir: Path, backend: str) -> None:
 
     async def go() -> None:
         try:
-            async with LocalStack(data_dir, worker_image=image_tag) as stack, running(stack.config):
-                console.print(stack.describe(), markup=False)
-                console.print(f"The bot is up. In another terminal: hiclaw-bot say --data-dir {data_dir} '!help'",
-                              markup=False)
-                await asyncio.Event().wait()
+            async with LocalStack(data_dir, worker_image=image_tag) as stack:
+                await unpark(stack.config)
+                try:
+                    async with running(stack.config):
+                        console.print(stack.describe(), markup=False)
+                        hint = f"hiclaw-bot say --data-dir {data_dir} '!help'"
+                        console.print(f"The bot is up. In another terminal: {hint}", markup=False)
+                        await asyncio.Event().wait()
+                finally:  # the process workers stop with the stack, and the next start brings them back
+                    await park(stack.config)
         except StackError as exc:
             refused.append(exc)
 

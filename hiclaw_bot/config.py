@@ -220,8 +220,16 @@ class ProcessBackendConfig(_Model):
     uid_base: int = Field(default=2_000_000, ge=1000, le=2**31 - 1_000_002)
 
 
+BackendKind = Literal["docker", "kubernetes", "process"]
+
+
 class BackendConfig(_Model):
-    kind: Literal["docker", "kubernetes", "process"] = "process"
+    kind: BackendKind = "process"
+    """The backend of a worker created without ``--backend``."""
+    available: list[BackendKind] | None = None
+    """Every backend this installation serves (``--backend`` chooses among them); unset: ``[kind]``.
+    A worker keeps the backend it was created on: the bot refuses to start while a worker's
+    backend is no longer offered here, rather than recreate that worker elsewhere."""
     instance: str = Field(default="hiclaw", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     """Labels every worker object (``hiclaw.io/instance``) so two installations never touch each other's."""
     default_image: str = "hiclaw/worker-agent:latest"
@@ -232,6 +240,17 @@ class BackendConfig(_Model):
     docker: DockerBackendConfig = DockerBackendConfig()
     kubernetes: KubernetesBackendConfig = KubernetesBackendConfig()
     process: ProcessBackendConfig = ProcessBackendConfig()
+
+    @property
+    def kinds(self) -> list[BackendKind]:
+        """The backends offered, the default first."""
+        return [self.kind, *(k for k in dict.fromkeys(self.available or []) if k != self.kind)]
+
+    @model_validator(mode="after")
+    def _default_available(self) -> BackendConfig:
+        if self.available is not None and self.kind not in self.available:
+            raise ValueError(f"kind {self.kind!r} is not in available {self.available}")
+        return self
 
 
 class TeamQuota(_Model):

@@ -10,7 +10,7 @@ from storage._repo import Repo, assignments
 from storage.models import HOLDING_OP_STATES, Human, Team, Worker
 
 _WORKER_COLUMNS = frozenset({
-    "team", "role", "backend", "image", "model", "spec", "spec_hash", "state", "previous_state",
+    "team", "role", "backend", "backend_instance", "image", "model", "spec", "spec_hash", "state", "previous_state",
     "desired_state", "observed_state", "user_id", "room_id", "idle_timeout_s", "last_active_at",
 })
 

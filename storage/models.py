@@ -41,6 +41,8 @@ class Operation:
     created_at: float
     updated_at: float
     finished_at: float | None
+    reported_at: float | None = None
+    """The ``finished_at`` whose final message was sent; behind ``finished_at``: not told yet."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Operation:
@@ -50,6 +52,7 @@ class Operation:
             source_event_id=row["source_event_id"], state=row["state"], error=row["error"],
             failed_step=row["failed_step"], progress_event_id=row["progress_event_id"],
             created_at=row["created_at"], updated_at=row["updated_at"], finished_at=row["finished_at"],
+            reported_at=row["reported_at"],
         )
 
     @property
@@ -138,6 +141,8 @@ class Worker:
     last_active_at: float | None
     created_at: float
     updated_at: float
+    backend_instance: str | None = None
+    """The backend's instance (``hiclaw.io/instance``); None on rows older than that column."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Worker:
@@ -148,7 +153,7 @@ class Worker:
             desired_state=row["desired_state"], observed_state=row["observed_state"],
             user_id=row["user_id"], room_id=row["room_id"], idle_timeout_s=row["idle_timeout_s"],
             last_active_at=row["last_active_at"], created_at=row["created_at"],
-            updated_at=row["updated_at"],
+            updated_at=row["updated_at"], backend_instance=row["backend_instance"],
         )
 
 

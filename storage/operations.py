@@ -11,7 +11,8 @@ from storage._db import Statement, Tx
 from storage._repo import Repo, assignments
 from storage.models import HOLDING_OP_STATES, Operation, OpState, StepRecord, StepStatus
 
-_OP_COLUMNS = frozenset({"state", "error", "failed_step", "progress_event_id", "finished_at", "params"})
+_OP_COLUMNS = frozenset({"state", "error", "failed_step", "progress_event_id", "finished_at", "params",
+                         "reported_at"})
 
 
 class OperationsRepo(Repo):
@@ -63,6 +64,15 @@ class OperationsRepo(Repo):
                 f"SELECT * FROM operations {clause} ORDER BY op_id DESC LIMIT ?",  # noqa: S608
                 (*args, limit),
             )
+        return [Operation.from_row(r) for r in rows]
+
+    async def unreported(self, *, limit: int = 1000, tx: Tx | None = None) -> list[Operation]:
+        """Operations that finished (or failed) in a room since their last final message went out."""
+        async with self._read(tx) as t:
+            rows = await t.fetchall(
+                "SELECT * FROM operations WHERE state IN ('succeeded', 'failed', 'compensated', 'cancelled')"
+                " AND room_id IS NOT NULL AND source_event_id IS NOT NULL AND finished_at IS NOT NULL"
+                " AND (reported_at IS NULL OR reported_at < finished_at) ORDER BY op_id LIMIT ?", (limit,))
         return [Operation.from_row(r) for r in rows]
 
     async def update(self, op_id: int, *, tx: Tx | None = None, **fields: Any) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -48,7 +48,10 @@ class ApiState:
     store: Store
     engine: Engine
     backend: WorkerBackend
+    """The default backend: the readiness probe asks it."""
     metrics: Metrics = field(default_factory=Metrics)
+    others: Mapping[str, WorkerBackend] = field(default_factory=dict)
+    """The other backends served, by kind: a worker's row says which one it lives on."""
     token: SecretStr | None = None
     token_name: str = "operator"  # noqa: S105 (who the token stands for, not a secret)
     matrix_ready: Callable[[], bool] = lambda: True
@@ -197,7 +200,8 @@ async def _change(request: web.Request, kind: str, verb: str, wanted: str, alrea
         _error(web.HTTPNotFound, f"there is no worker named {name}")
     # Only an idle worker can be "already" anywhere: one under an operation is busy (answered below).
     idle = await store.ops.holder(subject) is None
-    if idle and row.state == wanted and await _backend_agrees(state.backend, name, wanted):
+    backend = state.others.get(row.backend, state.backend)
+    if idle and row.state == wanted and await _backend_agrees(backend, name, wanted):
         await record("already")
         return web.json_response({"error": f"{name} is {already}"}, status=409)
 

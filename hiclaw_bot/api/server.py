@@ -4,7 +4,7 @@ and benchmarks."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -34,12 +34,13 @@ async def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) 
 
 @asynccontextmanager
 async def open_api(settings: ApiConfig, store: Store, engine: Engine, backend: WorkerBackend, *,
-                   matrix_ready: Callable[[], bool]) -> AsyncIterator[ApiState | None]:
+                   matrix_ready: Callable[[], bool],
+                   others: Mapping[str, WorkerBackend] | None = None) -> AsyncIterator[ApiState | None]:
     """The API of a running bot, when ``api.enabled``: metrics follow the engine from now on."""
     if not settings.enabled:
         yield None
         return
-    state = ApiState(store=store, engine=engine, backend=backend, token=settings.token,
+    state = ApiState(store=store, engine=engine, backend=backend, others=dict(others or {}), token=settings.token,
                      token_name=settings.token_name, matrix_ready=matrix_ready,
                      protect_metrics=settings.protect_metrics)
     stop_listening = engine.bus.listen(state.metrics.observe)

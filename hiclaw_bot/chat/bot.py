@@ -381,8 +381,11 @@ class Bot:
     # -- progress of operations that outlived the previous process ------------------------------
 
     async def _resume_reports(self) -> None:
+        """Follow the operations still moving, and tell those that finished while nobody reported
+        (the previous process died between the finish and its final message)."""
         assert self.hub is not None
-        for op in await self.store.ops.find(states=sorted(ACTIVE_STATES), limit=1000):
+        moving = await self.store.ops.find(states=sorted(ACTIVE_STATES), limit=1000)
+        for op in [*moving, *await self.store.ops.unreported()]:
             if op.room_id and op.source_event_id:
                 self.hub.track(op, await self._relation_of(op.room_id, op.source_event_id))
 

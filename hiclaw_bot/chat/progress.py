@@ -16,7 +16,9 @@ well (so a new edit after a restart never collides with an old one), and the res
 digest of its content, which names the command it answers (one result per command, however often
 it is sent).
 The progress message's event id is stored on the op row, so a resumed reporter edits the same
-message instead of starting another.
+message instead of starting another. Once the result is out, the op row records which finish it
+told (``reported_at``); a bot that died in between tells it on its next start, and a result sent
+twice across that crash is still one message, by its transaction id.
 """
 
 from __future__ import annotations
@@ -170,6 +172,8 @@ class Reporter:
         result = render_result(op, steps)
         content = notice(result, command_event_id=self.command_event_id, final=True, relates_to=self.relates_to)
         await self.outbox.send(self.room_id, content, txn_id=result_txn_id(self.op_id, content))
+        if op.finished_at is not None:  # told: a restart from here on does not tell it again
+            await self.store.ops.update(self.op_id, reported_at=op.finished_at)
         # The result is out (it notifies); the last edit may wait for its turn.
         await self.throttle.wait()
         await self._edit(message_id, render(op, steps, self.notes), shown)

@@ -100,6 +100,9 @@ class WorkerCommands:
         refusal = await self._quota(ctx, team)
         if refusal is not None:
             return refusal
+        backend = ctx.args.optional("backend", str)
+        if backend is not None and backend not in self.services.backends:
+            return Reply.of(f"Backend `{backend}` is not offered here; offered: {', '.join(self.services.backends)}.")
         idle = ctx.args.optional("idle_timeout", str)
         try:
             idle_s = parse_duration(idle) if idle is not None else None
@@ -114,6 +117,8 @@ class WorkerCommands:
             "mcp": mcp,
             "env": env, "idle_timeout": idle_s, **limits,
         }
+        if backend is not None:
+            params["backend"] = backend
         if team_row is not None:
             # Made by the team's own operation, so the team room, power levels and the leader's
             # config take the new worker in too.
@@ -168,7 +173,7 @@ class WorkerCommands:
         if isinstance(row, Reply):
             return row
         try:
-            observed = await self.services.backend.status(row.name)
+            observed = await self.services.backend_for(row).status(row.name)
             runtime = f"{observed.state}" + (f" ({observed.detail})" if observed.detail else "")
         except BackendError as exc:
             runtime = f"unknown ({exc})"
@@ -192,7 +197,7 @@ class WorkerCommands:
             return row
         tail = ctx.args.get("tail", int)
         try:
-            text = await self.services.backend.logs(row.name, tail=tail)
+            text = await self.services.backend_for(row).logs(row.name, tail=tail)
         except BackendError as exc:
             return Reply.of(f"No logs for {row.name}: {exc}")
         return _code(f"Last {tail} lines of {row.name}:", _tail(text))
@@ -204,7 +209,7 @@ class WorkerCommands:
         if not ctx.argv:
             return Reply.of(f"Give the command after `--`: `!worker exec {row.name} -- ls -la`.")
         try:
-            result = await self.services.backend.exec(row.name, list(ctx.argv), EXEC_TIMEOUT)
+            result = await self.services.backend_for(row).exec(row.name, list(ctx.argv), EXEC_TIMEOUT)
         except ExecTimeout:
             return Reply.of(f"The command did not finish within {EXEC_TIMEOUT:.0f}s.")
         except BackendError as exc:
@@ -218,7 +223,7 @@ class WorkerCommands:
         row = await self._row(ctx)
         if isinstance(row, Reply):
             return row
-        if row.state == flows.RUNNING and await self._running(row.name):
+        if row.state == flows.RUNNING and await self._running(row):
             return Reply.of(f"{row.name} is already running.")
         await ctx.start(flows.WAKE, flows.subject(row.name), {"name": row.name})
         return None
@@ -227,7 +232,7 @@ class WorkerCommands:
         row = await self._row(ctx)
         if isinstance(row, Reply):
             return row
-        if row.state == flows.SLEEPING and not await self._running(row.name):
+        if row.state == flows.SLEEPING and not await self._running(row):
             return Reply.of(f"{row.name} is already asleep.")
         await ctx.start(flows.SLEEP, flows.subject(row.name), {"name": row.name})
         return None
@@ -274,9 +279,9 @@ class WorkerCommands:
         await ctx.start(flows.DELETE, flows.subject(name), params)
         return None
 
-    async def _running(self, name: str) -> bool:
+    async def _running(self, row: Worker) -> bool:
         try:
-            return (await self.services.backend.status(name)).state is WorkerState.RUNNING
+            return (await self.services.backend_for(row).status(row.name)).state is WorkerState.RUNNING
         except BackendError:
             return False
 
@@ -298,7 +303,8 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
               option("image", TEXT, "the runtime image"), option("team", NAME, "the team it joins"),
               option("skills", ListOf(NAME), "skills to install"), option("mcp", ListOf(NAME), "MCP servers"),
               option("env", PAIR, "an environment variable", many=True),
-              option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h"), *_limit_options()],
+              option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h"), *_limit_options(),
+              option("backend", TEXT, "where it runs: one of backend.available (default backend.kind)")],
     )
     registry.command("worker", "list", permission=Permission.READ,
                      summary="Workers and their state", handler=commands.list,

@@ -396,7 +396,9 @@ class LocalStack:
             # Host networking: the workers reach Synapse, S3 and the gateway on 127.0.0.1 like the bot
             # does, so the worker-facing addresses are the bot's own. (A bridge network would need
             # these services on an address the bridge reaches, and matrix.worker_homeserver & co.)
-            backend = {"kind": "docker", "default_image": self.worker_image or WORKER_IMAGE,
+            # Process workers made before Docker came up stay served where they run.
+            backend = {"kind": "docker", "available": ["docker", "process"],
+                       "default_image": self.worker_image or WORKER_IMAGE,
                        "docker": {"host": self.docker, "network": "host"}}
         return {
             "data_dir": str(self.data_dir / "bot"),

@@ -73,7 +73,9 @@ class SweepSystem(Step):
         elif orphan.system == IDENTITY:
             await services.identities.delete(orphan.name)
         elif orphan.system == RUNTIME:
-            await services.backend.delete(orphan.name)
+            backend = services.backends.get(orphan.where) if orphan.where else services.backend
+            if backend is not None:  # a backend no longer served: nothing here can reach it
+                await backend.delete(orphan.name)
 
     async def _forget(self, ctx: StepContext, orphan: Orphan) -> None:
         kind = _LEDGER_KIND[orphan.system]

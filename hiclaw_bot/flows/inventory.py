@@ -9,7 +9,7 @@ The orphan sweep's eyes. Each system is listed by our prefixes or labels only:
 * storage: the prefixes ``agents/<w>/`` (never ``teams/<t>/``: a deleted team's shared folder is its
   work, kept on purpose, and only a person decides to remove it);
 * storage identities: the users ``hiclaw-worker-*`` (each worker's own key);
-* the backend: the runtimes of our instance label (``backend.list()``).
+* the backends: the runtimes of our instance label (``backend.list()`` of each one served).
 
 A name is *claimed* when the workers or teams table has its owner, when an operation holds or
 waits on its owner's subject, or when an operation still running recorded it in the ledger (a
@@ -52,12 +52,13 @@ class Orphan:
     name: str
     """The alias, consumer, storage prefix or worker (runtime) name."""
     where: str = ""
-    """For a route entry: the route."""
+    """For a route entry: the route; for a runtime on a backend other than the default: its kind."""
 
     def describe(self) -> str:
         what = {ALIAS: "room alias", ROUTE: "route entry", CONSUMER: "gateway consumer",
                 PREFIX: "storage prefix", IDENTITY: "storage identity", RUNTIME: "runtime"}[self.system]
-        return f"{what} {self.name}" + (f" on route {self.where}" if self.where else "")
+        where = f" on {'route ' if self.system == ROUTE else ''}{self.where}" if self.where else ""
+        return f"{what} {self.name}{where}"
 
     def as_param(self) -> dict[str, str]:
         return {"system": self.system, "name": self.name, "where": self.where}
@@ -189,4 +190,9 @@ async def _identities(services: Services) -> Iterable[Orphan]:
 
 
 async def _runtimes(services: Services) -> Iterable[Orphan]:
-    return [Orphan(RUNTIME, status.name) for status in await services.backend.list()]
+    """Every backend's runtimes; those of a backend other than the default say which (``where``)."""
+    found = []
+    for kind, backend in services.backends.items():
+        where = "" if backend is services.backend else kind
+        found += [Orphan(RUNTIME, status.name, where) for status in await backend.list()]
+    return found

@@ -7,7 +7,7 @@ can hand in the same real clients pointed at local servers, and the composition 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +23,10 @@ from hiclaw_bot.clients.matrix_admin import (
 from hiclaw_bot.clients.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from hiclaw_bot.clients.storage_identity import IamIdentities, LocalIdentities, StorageIdentities
 from hiclaw_bot.config import Config, HigressConfig, LocalStorageConfig
+from hiclaw_bot.engine import PermanentError
 from hiclaw_bot.flows import names
 from hiclaw_bot.types import UserId
-from storage import Store
+from storage import Store, Worker
 
 
 @dataclass
@@ -37,18 +38,70 @@ class Services:
     gateway: HigressClient | None
     objects: ObjectStore
     backend: WorkerBackend
+    """The default backend (``backend.kind``): new workers go there unless they ask for another."""
     bot_user_id: UserId
     identities: StorageIdentities = field(default_factory=LocalIdentities)
     """Each worker's own key to the object store: the master key in ``config`` never leaves the bot."""
+    others: Mapping[str, WorkerBackend] = field(default_factory=dict)
+    """The other backends of ``backend.available``, by kind."""
 
     @property
     def domain(self) -> str:
         return self.config.matrix.server_name
 
+    @property
+    def backends(self) -> dict[str, WorkerBackend]:
+        """Every backend this installation serves, by kind, the default first."""
+        return {self.backend.name: self.backend, **self.others}
 
-def make_backend(config: Config) -> WorkerBackend:
+    def backend_for(self, row: Worker | None) -> WorkerBackend:
+        """The backend a worker lives on; an error a person can act on when it is not served here.
+
+        A worker without a row (a create before its first step, a delete after its last) is on
+        the default backend.
+        """
+        if row is None:
+            return self.backend
+        if not self._serves(row):
+            raise PermanentError(f"{row.name} runs on backend {describe_backend(row)}, which this configuration "
+                                 "does not offer; add it to backend.available")
+        return self.backends[row.backend]
+
+    async def worker_backend(self, name: str) -> WorkerBackend:
+        return self.backend_for(await self.store.workers.get(name))
+
+    def stranded(self, rows: Iterable[Worker]) -> list[Worker]:
+        """The workers whose backend this configuration does not offer."""
+        return [row for row in rows if not self._serves(row)]
+
+    def _serves(self, row: Worker) -> bool:
+        """Its kind is served, on our instance (a row older than the instance column: ours)."""
+        instance = self.config.backend.instance
+        return row.backend in self.backends and (row.backend_instance or instance) == instance
+
+
+def describe_backend(row: Worker) -> str:
+    return f"{row.backend} (instance {row.backend_instance})" if row.backend_instance else row.backend
+
+
+class StrandedWorkers(Exception):
+    """Workers live on backends the configuration no longer offers: the bot does not start.
+
+    Starting would leave them unmanaged (or, worse, let the reconciler recreate them elsewhere
+    while their old runtimes still answer with the same tokens)."""
+
+    def __init__(self, rows: Sequence[Worker], offered: Sequence[str], instance: str) -> None:
+        listed = ", ".join(f"{row.name} on {describe_backend(row)}" for row in rows)
+        super().__init__(f"{len(rows)} worker(s) live on a backend this configuration does not offer: {listed}. "
+                         f"It offers {', '.join(offered)} (instance {instance}): add their backend to "
+                         "backend.available (and the same backend.instance), or delete them with that configuration.")
+        self.workers = [row.name for row in rows]
+
+
+def make_backend(config: Config, kind: str | None = None) -> WorkerBackend:
     settings = config.backend
-    if settings.kind == "docker":
+    kind = kind or settings.kind
+    if kind == "docker":
         from backends.docker import DockerBackend
         from backends.policy import DockerPolicy
 
@@ -58,7 +111,7 @@ def make_backend(config: Config) -> WorkerBackend:
             policy=DockerPolicy(allowed_registries=tuple(docker.allowed_registries),
                                 allow_host_network=docker.network == "host", default_image=settings.default_image),
         )
-    if settings.kind == "kubernetes":
+    if kind == "kubernetes":
         from backends.kubernetes import KubernetesBackend
         from backends.policy import ImagePolicy
 
@@ -120,7 +173,10 @@ async def open_objects(config: Config) -> ObjectStore:
 @asynccontextmanager
 async def open_services(config: Config, store: Store, *, bot_token: str,
                         backend: WorkerBackend | None = None) -> AsyncIterator[Services]:
-    """Open every client; close them all on exit, whatever happens."""
+    """Open every client; close them all on exit, whatever happens.
+
+    Refuses (:class:`StrandedWorkers`) while a worker lives on a backend not offered here.
+    """
     registration = config.matrix.registration
     mode: TokenRegistration | SharedSecretRegistration | AppServiceRegistration
     if registration.mode == "token":
@@ -143,10 +199,18 @@ async def open_services(config: Config, store: Store, *, bot_token: str,
                               config.gateway.password.get_secret_value()))
         objects = await open_objects(config)
         stack.push_async_callback(objects.close)
-        if backend is None:
+        others: dict[str, WorkerBackend] = {}
+        if backend is None:  # one handed in (tests) is the only one
             backend = make_backend(config)
             stack.push_async_callback(backend.close)
+            for kind in config.backend.kinds[1:]:
+                others[kind] = make_backend(config, kind)
+                stack.push_async_callback(others[kind].close)
         identities = await open_identities(config, backend)
         stack.push_async_callback(identities.close)
-        yield Services(config=config, store=store, matrix=matrix, gateway=gateway, objects=objects,
-                       backend=backend, bot_user_id=await matrix.me(), identities=identities)
+        services = Services(config=config, store=store, matrix=matrix, gateway=gateway, objects=objects,
+                            backend=backend, bot_user_id=await matrix.me(), identities=identities, others=others)
+        stranded = services.stranded(await store.workers.all())
+        if stranded:
+            raise StrandedWorkers(stranded, list(services.backends), config.backend.instance)
+        yield services

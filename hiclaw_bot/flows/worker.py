@@ -81,7 +81,8 @@ class Register(WorkerStep):
         if await ctx.store.workers.get(self.worker) is None:
             p = self.params
             await ctx.store.workers.insert(
-                self.worker, backend=self.services.config.backend.kind, state=PENDING, desired_state=RUNNING,
+                self.worker, backend=p.get("backend") or self.services.backend.name,
+                backend_instance=self.services.config.backend.instance, state=PENDING, desired_state=RUNNING,
                 team=p.get("team"), role=p.get("role", "worker"), image=p["image"], model=p["model"],
                 spec=dict(p), idle_timeout_s=p.get("idle_timeout"), user_id=self.user_id,
             )
@@ -112,8 +113,9 @@ class Restore(WorkerStep):
         row = await ctx.store.workers.get(self.worker)
         previous = (row.previous_state if row else None) or RUNNING
         if previous == SLEEPING:
+            backend = await self.backend()
             async with ctx.external("backend"):
-                await self.services.backend.stop(self.worker)
+                await backend.stop(self.worker)
         p = self.params
         await ctx.store.workers.update(self.worker, state=previous, previous_state=None, observed_state=previous,
                                        image=p["image"], model=p["model"], spec=dict(p))

@@ -15,7 +15,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from backends import NotFound, Resources, WorkerSpec, WorkerState
+from backends import NotFound, Resources, WorkerBackend, WorkerSpec, WorkerState
 from backends.base import parse_quantity
 from hiclaw_bot.agent.env import StorageAccess, worker_env
 from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
@@ -52,6 +52,10 @@ class WorkerStep(Step):
     @property
     def alias(self) -> str:
         return names.full_alias(names.worker_room_alias(self.worker), self.services.domain)
+
+    async def backend(self) -> WorkerBackend:
+        """The backend the worker lives on (its row says which), read anew by each call."""
+        return await self.services.worker_backend(self.worker)
 
 
 class Secrets(WorkerStep):
@@ -343,8 +347,9 @@ class Runtime(WorkerStep):
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
         spec = await spec_of(self.services, ctx, self.worker, self.params)
+        backend = await self.backend()
         async with ctx.external("backend"):
-            status = await self.services.backend.status(self.worker)
+            status = await backend.status(self.worker)
         if status.state in (WorkerState.RUNNING, WorkerState.STARTING) and status.spec_hash == spec.spec_hash:
             return Done({"spec_hash": spec.spec_hash}, external_id=names.container(self.worker),
                         spec_hash=spec.spec_hash)
@@ -352,7 +357,7 @@ class Runtime(WorkerStep):
 
     async def do(self, ctx: StepContext) -> Outcome:
         check_env(self.services, self.params)
-        backend = self.services.backend
+        backend = await self.backend()
         spec = await spec_of(self.services, ctx, self.worker, self.params)
         async with ctx.external("backend"):
             ref = await backend.create(spec, replace=True)
@@ -360,8 +365,9 @@ class Runtime(WorkerStep):
         return Done({"spec_hash": ref.spec_hash}, external_id=ref.external_id, spec_hash=ref.spec_hash)
 
     async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        backend = await self.backend()
         async with ctx.external("backend"):
-            await self.services.backend.delete(self.worker)
+            await backend.delete(self.worker)
 
 
 class Ready(WorkerStep):
@@ -374,9 +380,10 @@ class Ready(WorkerStep):
     async def do(self, ctx: StepContext) -> Outcome:
         settings = self.services.config
         deadline = time.monotonic() + settings.lifecycle.ready_timeout
+        backend = await self.backend()
         while True:
             async with ctx.external("backend"):
-                status = await self.services.backend.status(self.worker)
+                status = await backend.status(self.worker)
             if status.state is WorkerState.FAILED:
                 raise PermanentError(f"the worker's runtime failed: {status.detail or 'no detail'}; "
                                      f"see !worker logs {self.worker}")
@@ -426,13 +433,15 @@ class Stop(WorkerStep):
     name = "stop"
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
+        backend = await self.backend()
         async with ctx.external("backend"):
-            status = await self.services.backend.status(self.worker)
+            status = await backend.status(self.worker)
         return Done() if status.state in (WorkerState.STOPPED, WorkerState.NOT_FOUND) else None
 
     async def do(self, ctx: StepContext) -> Outcome:
+        backend = await self.backend()
         async with ctx.external("backend"):
-            await self.services.backend.stop(self.worker)
+            await backend.stop(self.worker)
         return Done()
 
 
@@ -440,9 +449,10 @@ class Start(WorkerStep):
     name = "start"
 
     async def do(self, ctx: StepContext) -> Outcome:
+        backend = await self.backend()
         async with ctx.external("backend"):
             try:
-                await self.services.backend.start(self.worker)
+                await backend.start(self.worker)
             except NotFound:
                 raise PermanentError(f"{self.worker} has no runtime on the backend; "
                                      f"!worker update {self.worker} recreates it") from None
@@ -483,8 +493,9 @@ class Update(WorkerStep):
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
         spec = await spec_of(self.services, ctx, self.worker, self.params)
+        backend = await self.backend()
         async with ctx.external("backend"):
-            status = await self.services.backend.status(self.worker)
+            status = await backend.status(self.worker)
         if status.spec_hash != spec.spec_hash:
             return None
         if status.state is not WorkerState.RUNNING and not await self._asleep(ctx):
@@ -494,13 +505,14 @@ class Update(WorkerStep):
     async def do(self, ctx: StepContext) -> Outcome:
         check_env(self.services, self.params)
         spec = await spec_of(self.services, ctx, self.worker, self.params)
+        backend = await self.backend()
         async with ctx.external("backend"):
             try:
-                await self.services.backend.update(self.worker, spec)
+                await backend.update(self.worker, spec)
             except NotFound:
-                await self.services.backend.create(spec, replace=True)
+                await backend.create(spec, replace=True)
             if not await self._asleep(ctx):
-                await self.services.backend.start(self.worker)  # a no-op when it runs already
+                await backend.start(self.worker)  # a no-op when it runs already
         return Done({"spec_hash": spec.spec_hash}, spec_hash=spec.spec_hash)
 
     async def _asleep(self, ctx: StepContext) -> bool:

@@ -1,6 +1,6 @@
 """The drift reconciler: what the backend runs, compared with what the workers table wants.
 
-Each pass makes ONE ``backend.list()`` call and reads the table once; :func:`plan` then decides,
+Each pass makes ONE ``list()`` call per backend served and reads the table once; :func:`plan` then decides,
 per worker, from its recorded state (``Running`` wants a running runtime, ``Sleeping`` a stopped
 one; workers in any other state are in the middle of something and left alone):
 
@@ -104,7 +104,7 @@ class ReconcileReport:
     refused: list[str] = field(default_factory=list)
     """Workers an operation took between the read and the submit."""
     error: str | None = None
-    """Why the pass did nothing (the backend could not list)."""
+    """Which backends could not list (their workers were left alone this pass)."""
     elapsed_ms: float = 0.0
 
 
@@ -125,17 +125,28 @@ class Reconciler:
         started = time.perf_counter()
         report = ReconcileReport()
         store = self.services.store
-        try:
-            listed = await self.services.backend.list()
-        except BackendError as exc:
-            report.error = f"the backend cannot list its workers: {describe(exc)}"
+        listed: dict[str, dict[str, WorkerStatus]] = {}
+        errors = []
+        for kind, backend in self.services.backends.items():
+            try:
+                listed[kind] = {status.name: status for status in await backend.list()}
+            except BackendError as exc:
+                errors.append(f"the {kind} backend cannot list its workers: {describe(exc)}")
+        if errors:
+            report.error = "; ".join(errors)
             log.warning("reconciler: %s", report.error)
+        if not listed:
             return report
-        # The table is read after the backend, never before: an operation finishing in between then
+        # The table is read after the backends, never before: an operation finishing in between then
         # makes the row newer than the observation, and the repair that follows is a no-op (waking a
         # worker that runs, stopping one that is stopped), never undoing what a person just asked.
-        observed = {status.name: status for status in listed}
-        rows = await store.workers.all()
+        # Each worker is compared with its own backend's list only, and a worker whose backend did
+        # not answer (or is not served here) is left alone: absent from a list nobody read is no
+        # evidence that its runtime vanished.
+        all_rows = await store.workers.all()
+        stranded = {row.name for row in self.services.stranded(all_rows)}
+        rows = [row for row in all_rows if row.backend in listed and row.name not in stranded]
+        observed = {row.name: listed[row.backend][row.name] for row in rows if row.name in listed[row.backend]}
         busy = await store.ops.active_subjects()
         report.workers, report.observed = len(rows), len(observed)
         hashes = {row.name: await self.expected_hash(row) for row in rows}

@@ -10,7 +10,6 @@ killed bot would be a second one).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -81,18 +80,23 @@ def agent_processes(worker: str | None) -> list[psutil.Process]:
     return found
 
 
+def works_under(proc: psutil.Process, root: Path) -> bool:
+    try:
+        return Path(proc.cwd()).is_relative_to(root)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 @pytest.fixture(autouse=True)
 def no_agent_left_behind(tmp_path: Path) -> Iterator[None]:
     """Whatever a test's workers left running (a failed assertion included) is stopped after it.
 
-    Only this test's: agents whose working directory lies under its ``tmp_path``. Agents started
-    meanwhile by anything else on the machine (another session's tests) are not ours to stop.
-    """
+    Only the agents working under this test's directory: other agents on the machine (another
+    test run's, a benchmark's, a dev stack's) are none of its business."""
     yield
     for proc in agent_processes(None):
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            if Path(proc.cwd()).is_relative_to(tmp_path):
-                proc.terminate()
+        if works_under(proc, tmp_path):
+            proc.terminate()
 
 
 async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path, worker: str,

@@ -40,6 +40,19 @@ def state(backend: ProcessBackend, name: str) -> dict[str, object]:
     return dict(json.loads((backend._root / name / "state.json").read_text()))
 
 
+async def until_dead(pid: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Until ``pid`` has exited (a zombie counts: it runs nothing)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"process {pid} still runs {timeout:g}s after SIGKILL")
+
+
 def no_zombie_children() -> bool:
     return all(child.status() != psutil.STATUS_ZOMBIE for child in psutil.Process().children(recursive=True))
 
@@ -145,7 +158,11 @@ async def test_an_interrupted_update_is_settled(tmp_path: Path, backend: Process
                           "spec": {"name": name, "image": new.image, "command": list(WORKER_COMMAND),
                                    "env": dict(new.env), "labels": {}, "resources": None}}
         if not old_alive:
-            os.killpg(int(str(record["pid"])), signal.SIGKILL)
+            old = int(str(record["pid"]))
+            os.killpg(old, signal.SIGKILL)
+            # A signal is delivered, not awaited: under load the killed process still runs for a
+            # moment, and the restarted backend would rightly see both alive and stop the new one.
+            await until_dead(old)
         (backend._root / name / "state.json").write_text(json.dumps(record))
         restarted = ProcessBackend("bot", tmp_path, stop_timeout=2)
         await restarted.start(name)

@@ -14,7 +14,7 @@ import yaml
 
 from hiclaw_bot.chat.dispatch import SYNC_KEY
 from hiclaw_bot.chat.say import BotMessage
-from storage import Store
+from storage import Operation, Store
 from tests.integration.chat.conftest import ChatSetup, answers_to, ask, running_bot, talking
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -64,11 +64,12 @@ async def test_commands_older_than_the_limit_are_answered_not_run(setup: ChatSet
 
 
 @asynccontextmanager
-async def bot_process(setup: ChatSetup, config_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+async def bot_process(setup: ChatSetup, config_path: Path, **env: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """The bot in a child process; killed with SIGKILL on exit if still alive."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.integration.chat.bot_app", str(config_path), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
     )
     try:
         assert process.stdout is not None
@@ -83,7 +84,7 @@ async def bot_process(setup: ChatSetup, config_path: Path) -> AsyncIterator[asyn
         await process.wait()
 
 
-async def test_sigkill_mid_operation_then_restart(setup: ChatSetup) -> None:
+def write_config(setup: ChatSetup) -> Path:
     config = setup.config()
     config_path = setup.data_dir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config.model_dump(mode="json") | {
@@ -94,6 +95,45 @@ async def test_sigkill_mid_operation_then_restart(setup: ChatSetup) -> None:
         "storage": {"kind": "local", "directory": str(setup.data_dir / "objects")},
         "data_dir": str(setup.data_dir),
     }))
+    return config_path
+
+
+async def only_op(setup: ChatSetup) -> Operation:
+    store = await Store.open(setup.db_path)
+    try:
+        [op] = await store.ops.find()
+    finally:
+        await store.close()
+    return op
+
+
+async def test_a_result_lost_to_a_crash_is_told_once_after_the_restart(setup: ChatSetup) -> None:
+    """Killed after the operation finished, before its final message: the next start tells it, in
+    the command's thread, once; a start after that tells nothing more."""
+    config_path = write_config(setup)
+    marker = setup.data_dir / "killed-before-result"
+    async with bot_process(setup, config_path, HICLAW_TEST_KILL_BEFORE_RESULT=str(marker)) as first, \
+            talking(setup, setup.admin) as talk:
+        started = await talk.send("!demo run told --steps 2 --delay 0.05")
+        assert await asyncio.wait_for(first.wait(), 30) == -signal.SIGKILL
+        assert marker.exists()
+        op = await only_op(setup)
+        assert (op.state, op.reported_at) == ("succeeded", None)
+        async with bot_process(setup, config_path):
+            told = [m async for m in talk.replies(started, within=30)]
+        async with bot_process(setup, config_path):
+            await asyncio.sleep(2)  # a third start has nothing left to tell
+    room = talk.room_id
+    assert room is not None
+    assert told[-1].final
+    assert "succeeded" in told[-1].text
+    finals = [a for a in await answers_to(setup, setup.admin, room, started) if a.content["io.hiclaw.reply"]["final"]]
+    assert len(finals) == 1
+    assert (await only_op(setup)).reported_at == op.finished_at
+
+
+async def test_sigkill_mid_operation_then_restart(setup: ChatSetup) -> None:
+    config_path = write_config(setup)
     async with bot_process(setup, config_path) as first, talking(setup, setup.admin) as talk:
         helped, _ = await ask(talk, "!help")
         started = await talk.send("!demo run crash --steps 4 --delay 0.6")

@@ -99,6 +99,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 async def add_worker(store: Store, name: str, *, state: str = "Running", **fields: Any) -> None:
-    await store.workers.insert(name, backend="scripted", state=state, desired_state="Running",
+    fields.setdefault("backend", "scripted")
+    await store.workers.insert(name, state=state, desired_state="Running",
                                image="img", model="m", spec={"name": name, "image": "img", "model": "m"},
                                user_id=f"@{name}:{DOMAIN}", **fields)
