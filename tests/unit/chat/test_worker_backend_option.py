@@ -28,8 +28,12 @@ async def world(config: Config, store: Store, outbox: RecordingOutbox) -> AsyncI
     for kind in KINDS:
         engine.register(kind, nothing)
     registry = default_registry()
+    async def nobody_has_it(user_id: str) -> bool:
+        return False
+
     services = SimpleNamespace(config=config, backend=SimpleNamespace(name="process"),
-                               backends={"process": None, "docker": None})
+                               backends={"process": None, "docker": None}, domain=config.matrix.server_name,
+                               bot_user_id=BOT, matrix=SimpleNamespace(user_exists=nobody_has_it))
     register_worker_commands(registry, cast(Services, services))
     hub = ProgressHub(engine, store, outbox, clock=FakeClock(), interval=1.0)
     await hub.start()
