@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from backends import BackendError, ExecTimeout, WorkerState
-from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, Integer, ListOf, option, positional
+from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, Choice, Integer, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
@@ -22,6 +22,7 @@ from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.config import Config, parse_duration
 from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
+from hiclaw_bot.flows.runtimes import PROFILES, profile
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import builtin_skills
 from storage import Worker
@@ -86,8 +87,10 @@ class WorkerCommands:
             idle_s = parse_duration(idle) if idle is not None else None
         except ValueError:
             return Reply.of("`--idle-timeout` takes a duration such as 30m or 12h.")
+        runtime = ctx.args.optional("runtime", str) or self.config.runtimes.default
         params: dict[str, Any] = {
-            "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
+            "name": name, "model": model, "runtime": runtime,
+            "image": ctx.args.optional("image", str) or profile(runtime).image(self.config),
             "team": team, "skills": skills,
             "mcp": ctx.args.values.get("mcp") or [],
             "env": dict(ctx.args.values.get("env") or {}), "idle_timeout": idle_s,
@@ -153,7 +156,7 @@ class WorkerCommands:
         holder = await ctx.store.ops.holder(flows.subject(row.name))
         lines = [
             f"Worker {row.name}: {row.state} (wanted: {row.desired_state})",
-            f"runtime: {runtime} on {row.backend}, image {row.image}",
+            f"runtime: {row.spec.get('runtime') or 'reference'}, {runtime} on {row.backend}, image {row.image}",
             f"model: {row.model}; team: {row.team or '–'}; room: {row.room_id or '–'}",
         ]
         if holder is not None:
@@ -265,6 +268,7 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
         target=TargetSpec("worker", "name", team_arg="team"),
         args=[worker, option("model", TEXT, "the model (default from the config)"),
               option("image", TEXT, "the runtime image"), option("team", NAME, "the team it joins"),
+              option("runtime", Choice(*sorted(PROFILES)), "the worker runtime (default from the config)"),
               option("skills", ListOf(NAME), "skills to install"), option("mcp", ListOf(NAME), "MCP servers"),
               option("env", PAIR, "an environment variable", many=True),
               option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h")],

@@ -8,18 +8,16 @@ success. Secrets live in the store (``ctx.secret``), never in step outputs.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from importlib import resources
 from typing import Any
 
 from backends import NotFound, WorkerSpec, WorkerState
-from hiclaw_bot.agent.env import worker_env
 from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.flows import names
+from hiclaw_bot.flows.runtimes import ReadyContext, profile_of
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
 from hiclaw_bot.types import RoomId, UserId, WorkerName
@@ -30,7 +28,6 @@ PASSWORD = "password"  # noqa: S105
 GATEWAY_KEY = "gateway_key"
 ACCESS_TOKEN = "access_token"  # noqa: S105
 ROOM_META_KIND = "worker_room"
-ACTIVITY = "state/activity.json"
 
 
 class WorkerStep(Step):
@@ -247,6 +244,7 @@ class Config(WorkerStep):
             mcp_servers=tuple(McpServer(s) for s in self.params.get("mcp", [])),
             role=self.params.get("role", "worker"), team=self.params.get("team"),
             skills=tuple(self.params.get("skills", [])), team_members=await self._team_members(ctx),
+            gateway_port=profile_of(self.params).gateway_port(config, self.worker),
         )
 
     async def _team_members(self, ctx: StepContext) -> tuple[TeamMember, ...]:
@@ -295,9 +293,11 @@ class Skills(WorkerStep):
 
 
 def worker_spec(services: Services, worker: str, params: Mapping[str, Any]) -> WorkerSpec:
-    """What the backend runs: the image, and the environment that tells the worker where its files are."""
-    env = {**dict(params.get("env", {})), **worker_env(services.storage_settings(), worker)}
-    command = params.get("command")
+    """What the backend runs: its runtime's command and image, and the environment that tells the
+    worker where its files are (the runtime's variables win over the user's ``--env``)."""
+    runtime = profile_of(params)
+    env = {**dict(params.get("env", {})), **runtime.env(services.config, services.storage_settings(), worker)}
+    command = params.get("command") or runtime.command(services.config)
     return WorkerSpec(name=worker, image=str(params["image"]), env=env,
                       command=[str(arg) for arg in command] if command else None,
                       labels={"role": str(params.get("role", "worker"))})
@@ -334,15 +334,20 @@ class Runtime(WorkerStep):
 
 
 class Ready(WorkerStep):
-    """Wait until the worker is up: its agent reports a sync after this start, or (``ready_check:
-    running``) its runtime merely runs. Joining the room proves nothing: the room step joins the
-    worker's account itself, as runtimes that do not auto-join need."""
+    """Wait until the worker is up, as its runtime's profile judges it: the reference agent reports
+    a sync after this start, OpenClaw's gateway answers its health check. Joining the room proves
+    nothing: the room step joins the worker's account itself, as runtimes that do not auto-join need."""
 
     name = "ready"
+    interval = 0.2
 
     async def do(self, ctx: StepContext) -> Outcome:
-        settings = self.services.config
-        deadline = time.monotonic() + settings.lifecycle.ready_timeout
+        config = self.services.config
+        row = await ctx.store.workers.get(self.worker)
+        runtime = profile_of(row.spec if row is not None else {})
+        timeout = runtime.ready_timeout(config)
+        deadline = time.monotonic() + timeout
+        detail = ""
         while True:
             async with ctx.external("backend"):
                 status = await self.services.backend.status(self.worker)
@@ -350,28 +355,21 @@ class Ready(WorkerStep):
                 raise PermanentError(f"the worker's runtime failed: {status.detail or 'no detail'}; "
                                      f"see !worker logs {self.worker}")
             if status.state is WorkerState.RUNNING:
-                if settings.backend.ready_check == "running":
-                    return Done({"ready": "running"})
-                synced = await self._synced_at(ctx)
-                if synced is not None and (status.started_at is None or synced >= status.started_at):
-                    return Done({"ready": "agent", "synced_at": synced.isoformat()})
+                probe_ctx = ReadyContext(self.worker, self.services.backend, self.services.objects,
+                                         status.started_at)
+                async with ctx.external("worker"):
+                    probe = await runtime.probe(config, probe_ctx)
+                if probe.ready:
+                    return Done({"ready": runtime.name})
+                detail = probe.detail
             if time.monotonic() > deadline:
                 raise PermanentError(
-                    f"{self.worker} did not become ready within {settings.lifecycle.ready_timeout:.0f}s "
-                    f"(runtime {status.state}); see !worker logs {self.worker}"
+                    f"{self.worker} did not become ready within {timeout:.0f}s "
+                    f"(runtime {runtime.name}: {status.state}{', ' + detail if detail else ''}); "
+                    f"see !worker logs {self.worker}"
                 )
             async with ctx.external("worker"):  # waiting for the worker to boot is the worker's time
-                await asyncio.sleep(0.2)
-
-    async def _synced_at(self, ctx: StepContext) -> datetime | None:
-        key = f"{names.worker_prefix(self.worker)}{ACTIVITY}"
-        try:
-            async with ctx.external("storage"):
-                record = json.loads(await self.services.objects.get(key))
-        except (NotFoundError, ValueError):
-            return None
-        value = record.get("synced_at") if isinstance(record, dict) else None
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
+                await asyncio.sleep(self.interval if runtime.name == "reference" else 2.0)
 
 
 class Record(WorkerStep):
