@@ -404,7 +404,7 @@ class LocalStack:
                 "registration": {"mode": "token", "token": registration_token},
             },
             "gateway": {"kind": "higress", "console_url": gateway.url, "username": CONSOLE_USER,
-                        "password": credentials["console_password"], "gateway_url": gateway.url,
+                        "password": credentials["console_password"], "gateway_url": gateway.gateway_url,
                         "routes": "all", "mcp_servers": [s["name"] for s in MCP_SERVERS]},
             "storage": storage,
             "backend": backend,
