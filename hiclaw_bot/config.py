@@ -187,8 +187,8 @@ class OpenClawRuntimeConfig(_Model):
     """The directory the install script prints (``bin/openclaw``, ``bin/node``, ``template-home``);
     unset: the script's default cache directory for the pinned versions."""
     fs_root: Path | None = None
-    """Where workers mirror their files: ``HOME`` is ``<fs_root>/agents/<name>``, as upstream's.
-    Unset: ``/root/hiclaw-fs`` in a container, ``<data_dir>/hiclaw-fs`` for local processes."""
+    """Where a container mirrors its files: ``HOME`` is ``<fs_root>/agents/<name>``, as upstream's
+    (unset: ``/root/hiclaw-fs``). A local process keeps the private home the backend gives it."""
     image: str = "hiclaw/openclaw-worker:2026.9.6"
     """The image for container backends (the process backend ignores it)."""
     ready_timeout: Duration = 180.0

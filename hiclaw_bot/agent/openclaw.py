@@ -9,7 +9,9 @@ storage credentials (the ``HICLAW_FS_*`` variables):
    made in its template home (only such an install may open the plugin's keyed store), and
    point ``~/.openclaw/openclaw.json`` at the mirrored file;
 3. run ``openclaw gateway run``, mirror again every ``HICLAW_SYNC_INTERVAL`` seconds, and restart
-   it when ``openclaw.json`` changed (a new model, a new allow list).
+   it when ``openclaw.json`` changed in storage (a new model, a new allow list);
+4. after each (re)start, record the hash of the ``openclaw.json`` it runs in
+   ``state/runtime.json``, so that the bot's readiness check knows an update has taken effect.
 
 On SIGTERM it stops OpenClaw within two seconds (SIGKILL after SIGTERM: OpenClaw would drain for
 five minutes) and exits 0. Exit 1: the files never came, or OpenClaw exited on its own (with its
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import shutil
 import signal
 import sys
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hiclaw_bot.agent.env import AgentEnv, EnvError, read_env
@@ -46,8 +50,16 @@ class FilesMissing(RuntimeError):
     """The worker's files were not in storage after every attempt."""
 
 
-async def mirror(store: ObjectStore, worker: str, home: Path) -> set[str]:
-    """Copy ``agents/<worker>/`` into ``home``; the paths whose content changed."""
+RUNTIME_RECORD = "state/runtime.json"
+
+
+async def mirror(store: ObjectStore, worker: str, home: Path, seen: dict[str, str]) -> set[str]:
+    """Copy ``agents/<worker>/`` into ``home``; the paths whose content changed in storage.
+
+    ``seen`` holds the hash of what was last copied from each path: a file the runtime itself
+    rewrote locally is put back only when storage has something new, so that no rewrite by the
+    runtime can start a restart loop.
+    """
     prefix = f"agents/{worker}/"
     changed = set()
     for key in await store.list(prefix):
@@ -59,8 +71,10 @@ async def mirror(store: ObjectStore, worker: str, home: Path) -> set[str]:
         except NotFoundError:
             continue  # deleted between the listing and the read
         target = home / relative
-        if target.is_file() and hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest():
+        digest = hashlib.sha256(data).hexdigest()
+        if seen.get(relative) == digest and target.is_file():
             continue
+        seen[relative] = digest
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.tmp")
         temporary.write_bytes(data)
@@ -70,10 +84,11 @@ async def mirror(store: ObjectStore, worker: str, home: Path) -> set[str]:
     return changed
 
 
-async def first_mirror(store: ObjectStore, worker: str, home: Path, *, delay: float = 5.0) -> None:
+async def first_mirror(store: ObjectStore, worker: str, home: Path, seen: dict[str, str], *,
+                       delay: float = 5.0) -> None:
     """Mirror until the required files are there, as upstream's entrypoint waits for them."""
     for attempt in range(1, _ATTEMPTS + 1):
-        await mirror(store, worker, home)
+        await mirror(store, worker, home, seen)
         missing = [name for name in REQUIRED if not (home / name).is_file()]
         if not missing:
             return
@@ -108,7 +123,8 @@ class Gateway:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(*self._argv, cwd=self._home,
+        env = {**os.environ, "OPENCLAW_CONFIG_PATH": str(self._home / "openclaw.json")}
+        self.process = await asyncio.create_subprocess_exec(*self._argv, cwd=self._home, env=env,
                                                             stdin=asyncio.subprocess.DEVNULL)
         logger.info("openclaw gateway started (pid %d)", self.process.pid)
 
@@ -129,10 +145,17 @@ class Gateway:
 async def _supervise(env: AgentEnv, home: Path, install: Path, interval: float, stop: asyncio.Event) -> int:
     store = await open_store(env.storage)
     gateway = Gateway(install / "bin" / "openclaw", home)
-    try:
-        await first_mirror(store, env.worker, home)
-        seed_state(home, install)
+    seen: dict[str, str] = {}
+
+    async def start() -> None:
         await gateway.start()
+        record = {"config_sha256": seen.get("openclaw.json"), "started_at": datetime.now(UTC).isoformat()}
+        await store.put(f"agents/{env.worker}/{RUNTIME_RECORD}", json.dumps(record, sort_keys=True).encode())
+
+    try:
+        await first_mirror(store, env.worker, home, seen)
+        seed_state(home, install)
+        await start()
         while True:
             assert gateway.process is not None
             exited = asyncio.ensure_future(gateway.process.wait())
@@ -147,11 +170,11 @@ async def _supervise(env: AgentEnv, home: Path, install: Path, interval: float, 
                 code = gateway.process.returncode
                 logger.error("openclaw gateway exited with code %d", code)
                 return code or 1
-            changed = await mirror(store, env.worker, home)
+            changed = await mirror(store, env.worker, home, seen)
             if "openclaw.json" in changed:
                 logger.info("openclaw.json changed: restarting the gateway")
                 await gateway.stop()
-                await gateway.start()
+                await start()
     finally:
         await gateway.stop()
         await store.close()

@@ -19,7 +19,9 @@ from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
 from hiclaw_bot.chat.resolve import team_worker_limit
+from hiclaw_bot.clients.errors import ClientError
 from hiclaw_bot.config import Config, parse_duration
+from hiclaw_bot.flows import names
 from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.runtimes import PROFILES, profile
@@ -159,6 +161,9 @@ class WorkerCommands:
             f"runtime: {row.spec.get('runtime') or 'reference'}, {runtime} on {row.backend}, image {row.image}",
             f"model: {row.model}; team: {row.team or '–'}; room: {row.room_id or '–'}",
         ]
+        access = await self._gateway_access(row.name)
+        if access:
+            lines.append(access)
         if holder is not None:
             where = f" at step {holder.failed_step}" if holder.failed_step else ""
             lines.append(f"operation {holder.op_id} ({holder.kind}) is {holder.state}{where}"
@@ -166,6 +171,24 @@ class WorkerCommands:
             if holder.state == "failed":
                 lines.append(f"`!op retry {holder.op_id}` resumes it; `!op abort {holder.op_id}` undoes it.")
         return Reply.of("\n".join(lines))
+
+    async def _gateway_access(self, worker: str) -> str:
+        """Whether the worker's consumer is on the AI routes it should be on: a consumer taken off
+        one (by hand in the console, say) gets 401 for every model call, and the worker goes mute."""
+        gateway, settings = self.services.gateway, self.config.gateway
+        if gateway is None or settings.kind != "higress":
+            return ""
+        try:
+            allow = await gateway.route_allow_lists()
+        except ClientError as exc:
+            return f"gateway: unknown ({exc})"
+        wanted = sorted(allow) if settings.routes == "all" else sorted(settings.routes)
+        consumer = names.consumer(worker)
+        missing = [route for route in wanted if consumer not in allow.get(route, ())]
+        if not missing:
+            return f"gateway: {consumer} may call the model ({', '.join(wanted) or 'no AI route'})"
+        return (f"gateway: ⚠ {consumer} is not authorized on AI route(s) {', '.join(missing)}: "
+                f"its model calls get 401")
 
     async def logs(self, ctx: CommandContext) -> Reply:
         row = await self._row(ctx)

@@ -518,17 +518,15 @@ class HigressConsoleSimulator:
         owner = next((name for name, c in self.consumers.items() if key in _credential_values(c)), None)
         return owner is not None and owner in allowed
 
-    def _data_plane_consumer(self, key: str | None, path: str) -> str | None:
-        """The consumer a data-plane request runs as, or ``None`` when key-auth refuses it: the
-        first AI route whose path prefix matches decides, as the gateway matches routes."""
+    def _data_plane_consumer(self, key: str | None, path: str) -> tuple[str | None, bool]:
+        """The consumer owning a data-plane request's key, and whether key-auth lets it through:
+        the first AI route whose path prefix matches decides, as the gateway matches routes."""
+        owner = next((c for c, body in self.consumers.items() if key in _credential_values(body)), None)
         for name, route in self.ai_routes.items():
             predicate = route.get("pathPredicate") or {}
             if predicate.get("matchType", "PRE") == "PRE" and path.startswith(predicate.get("matchValue") or "/"):
-                if not self.is_authorized(key, ai_route=name):
-                    return None
-                owner = next((c for c, body in self.consumers.items() if key in _credential_values(body)), None)
-                return owner or "anonymous"
-        return None
+                return owner, self.is_authorized(key, ai_route=name)
+        return owner, False
 
     # ---- plumbing
 

@@ -30,8 +30,8 @@ __all__ = ["ModelCall", "ModelGateway"]
 logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-Authorizer = Callable[[str | None, str], str | None]
-"""``(key, path) -> consumer`` when the key may call ``path``, else ``None``."""
+Authorizer = Callable[[str | None, str], tuple[str | None, bool]]
+"""``(key, path) -> (consumer owning the key or None, whether it may call path)``."""
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,13 @@ class ModelGateway:
         return f"echo: {prompt}"
 
     def _consumer(self, request: web.Request) -> tuple[str | None, web.Response | None]:
+        """The consumer of the request's key, and the 401 to answer when key-auth refuses it."""
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        consumer = self._authorize(key.strip() if scheme.lower() == "bearer" and key.strip() else None, request.path)
-        if consumer is None:
+        consumer, allowed = self._authorize(key.strip() if scheme.lower() == "bearer" and key.strip() else None,
+                                            request.path)
+        if not allowed:
             # Higress's key-auth plugin answers 401 with a plain reason, before any upstream.
-            return None, web.json_response(
+            return consumer, web.json_response(
                 {"error": {"message": "Request denied by Key Auth check. Unauthorized consumer.",
                            "type": "invalid_request_error", "code": "401"}}, status=401)
         return consumer, None
@@ -98,7 +100,7 @@ class ModelGateway:
     async def _list_models(self, request: web.Request) -> web.Response:
         consumer, denied = self._consumer(request)
         if denied is not None:
-            self.calls.append(ModelCall(request.path, None, None, "", 401))
+            self.calls.append(ModelCall(request.path, consumer, None, "", 401))
             return denied
         created = int(time.time())
         data = [{"id": m, "object": "model", "created": created, "owned_by": "hiclaw-sim"} for m in self._models()]
@@ -117,7 +119,7 @@ class ModelGateway:
         prompt = _last_user_text(body["messages"])
         consumer, denied = self._consumer(request)
         if denied is not None:
-            self.calls.append(ModelCall(request.path, None, model, prompt, 401))
+            self.calls.append(ModelCall(request.path, consumer, model, prompt, 401))
             return denied
         answer = self.answer_for(prompt)
         self.calls.append(ModelCall(request.path, consumer, model, prompt, 200, answer))

@@ -3,8 +3,10 @@
 What an upstream worker expects (``shared/reference/runtimes.md``), and how each part is met here:
 
 - **Environment**: ``HICLAW_WORKER_NAME``, ``HICLAW_FS_*`` and the bucket as ``HICLAW_OSS_BUCKET``
-  (:func:`~hiclaw_bot.agent.env.worker_env`), ``HOME=<fs root>/agents/<name>`` (``workspace: "~"``
-  in ``openclaw.json`` means that directory) and ``OPENCLAW_CONFIG_PATH`` inside it.
+  (:func:`~hiclaw_bot.agent.env.worker_env`); in a container ``HOME=<fs root>/agents/<name>``
+  (``workspace: "~"`` in ``openclaw.json`` means that directory) and ``OPENCLAW_CONFIG_PATH``
+  inside it. A local process keeps the private ``HOME`` the process backend gives each worker,
+  which its delete removes with everything OpenClaw wrote there.
 - **Files**: the worker mirrors ``agents/<name>/`` from storage with its own credentials, as
   upstream's entrypoint does. In a container the image's entrypoint does it; on the process
   backend our launcher (:mod:`hiclaw_bot.agent.openclaw`) does, then runs OpenClaw from the
@@ -19,6 +21,7 @@ What an upstream worker expects (``shared/reference/runtimes.md``), and how each
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -27,9 +30,12 @@ from pathlib import Path
 
 from backends import BackendError
 from hiclaw_bot.agent.env import StorageAccess, worker_env
+from hiclaw_bot.agent.openclaw import RUNTIME_RECORD
+from hiclaw_bot.clients.errors import NotFoundError
 from hiclaw_bot.config import Config
+from hiclaw_bot.flows import names
 from hiclaw_bot.flows.runtimes.base import Probe, ReadyContext
-from hiclaw_bot.flows.worker_config import GATEWAY_PORT
+from hiclaw_bot.flows.worker_config import GATEWAY_PORT, OPENCLAW_JSON
 
 __all__ = ["CONFIG_PATH", "HEALTH", "INSTALL_DIR", "NODE_VERSION", "OPENCLAW_VERSION", "PROFILE", "SYNC_INTERVAL",
            "OpenClawProfile", "default_install_dir", "fs_root", "install_dir"]
@@ -58,11 +64,8 @@ def install_dir(config: Config) -> Path:
 
 
 def fs_root(config: Config) -> Path:
-    """The directory the workers mirror their files under (``agents/<name>/`` each)."""
-    configured = config.runtimes.openclaw.fs_root
-    if configured is not None:
-        return configured
-    return CONTAINER_FS_ROOT if _in_container(config) else (config.data_dir / "hiclaw-fs").resolve()
+    """The directory a container mirrors its files under (``agents/<name>/``), as upstream's."""
+    return config.runtimes.openclaw.fs_root or CONTAINER_FS_ROOT
 
 
 def _in_container(config: Config) -> bool:
@@ -81,13 +84,12 @@ class OpenClawProfile:
         return config.runtimes.openclaw.image
 
     def env(self, config: Config, storage: StorageAccess, worker: str) -> dict[str, str]:
-        home = fs_root(config) / "agents" / worker
-        env = {**worker_env(storage, worker), "HOME": str(home), CONFIG_PATH: str(home / "openclaw.json"),
-               SYNC_INTERVAL: f"{config.runtimes.openclaw.sync_interval:g}"}
-        if not _in_container(config):
-            install = install_dir(config)
-            env |= {INSTALL_DIR: str(install), "PATH": f"{install / 'bin'}:{os.defpath}"}
-        return env
+        env = {**worker_env(storage, worker), SYNC_INTERVAL: f"{config.runtimes.openclaw.sync_interval:g}"}
+        if _in_container(config):
+            home = fs_root(config) / "agents" / worker
+            return env | {"HOME": str(home), CONFIG_PATH: str(home / "openclaw.json")}
+        install = install_dir(config)
+        return env | {INSTALL_DIR: str(install), "PATH": f"{install / 'bin'}:{os.defpath}"}
 
     def gateway_port(self, config: Config, worker: str) -> int:
         if _in_container(config):
@@ -99,6 +101,9 @@ class OpenClawProfile:
         return config.runtimes.openclaw.ready_timeout
 
     async def probe(self, config: Config, ctx: ReadyContext) -> Probe:
+        stale = await _stale_config(ctx)
+        if stale:
+            return Probe(False, stale)
         try:
             result = await ctx.backend.exec(ctx.worker, list(HEALTH), HEALTH_TIMEOUT)
         except BackendError as exc:
@@ -112,6 +117,23 @@ class OpenClawProfile:
         error = report.get("error") if isinstance(report, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
         return Probe(False, f"gateway not healthy: {message or 'no detail'}")
+
+
+async def _stale_config(ctx: ReadyContext) -> str:
+    """Why the running gateway does not run the current ``openclaw.json`` yet ("" when it does).
+
+    Our launcher records the hash of the file each gateway start ran; an image's own entrypoint
+    may record nothing, and then the health check alone decides.
+    """
+    prefix = names.worker_prefix(ctx.worker)
+    try:
+        record = json.loads(await ctx.objects.get(prefix + RUNTIME_RECORD))
+        current = hashlib.sha256(await ctx.objects.get(prefix + OPENCLAW_JSON)).hexdigest()
+    except (NotFoundError, ValueError):
+        return ""
+    if isinstance(record, dict) and record.get("config_sha256") not in (None, current):
+        return "the gateway still runs an older openclaw.json"
+    return ""
 
 
 PROFILE = OpenClawProfile()

@@ -51,8 +51,9 @@ async def test_key_auth_follows_the_allow_list_and_the_echo_model_answers(sim: H
         assert status == 401
         assert "Key Auth" in body
     calls = [(c.consumer, c.model, c.status) for c in sim.models.calls]
-    assert calls == [(None, "qwen-max", 401), (None, "qwen-max", 401), ("worker-ann", "qwen-max", 200),
-                     ("worker-ann", "qwen-max", 200), ("worker-ann", "qwen-plus", 200), (None, "qwen-max", 401)]
+    assert calls == [("worker-ann", "qwen-max", 401), (None, "qwen-max", 401), ("worker-ann", "qwen-max", 200),
+                     ("worker-ann", "qwen-max", 200), ("worker-ann", "qwen-plus", 200),
+                     ("worker-ann", "qwen-max", 401)]
 
 
 async def test_models_are_listed_to_an_authorized_consumer(sim: HigressConsoleSimulator) -> None:
