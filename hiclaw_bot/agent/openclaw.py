@@ -21,6 +21,7 @@ code when it is not 0); exit 2: the environment is incomplete. Logs never show a
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import json
 import logging
@@ -42,6 +43,7 @@ logger = logging.getLogger("hiclaw_bot.agent.openclaw")
 REQUIRED = ("openclaw.json", "SOUL.md", "AGENTS.md")
 _ATTEMPTS = 6
 _STOP_GRACE = 2.0
+_PR_SET_PDEATHSIG = 1
 _SKIPPED = ("state/",)
 """What the worker itself writes to storage, never mirrored back down."""
 
@@ -114,8 +116,19 @@ def seed_state(home: Path, install: Path) -> None:
         link.symlink_to(home / "openclaw.json")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel SIGKILLs it when the launcher dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class Gateway:
-    """``openclaw gateway run`` as a child in our process group (a backend's stop reaches it too)."""
+    """``openclaw gateway run`` as a child in a session of its own.
+
+    OpenClaw signals process groups itself (stale gateways, its own respawn), and in our
+    group it sent SIGTERM to the launcher. A session of its own keeps that away from us; the
+    parent-death signal keeps a SIGKILLed launcher from leaving it behind.
+    """
 
     def __init__(self, openclaw: Path, home: Path) -> None:
         self._argv = [str(openclaw), "gateway", "run"]
@@ -124,8 +137,9 @@ class Gateway:
 
     async def start(self) -> None:
         env = {**os.environ, "OPENCLAW_CONFIG_PATH": str(self._home / "openclaw.json")}
-        self.process = await asyncio.create_subprocess_exec(*self._argv, cwd=self._home, env=env,
-                                                            stdin=asyncio.subprocess.DEVNULL)
+        self.process = await asyncio.create_subprocess_exec(
+            *self._argv, cwd=self._home, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_die_with_parent)
         logger.info("openclaw gateway started (pid %d)", self.process.pid)
 
     async def stop(self) -> None:
@@ -133,13 +147,12 @@ class Gateway:
         if process is None or process.returncode is not None:
             return
         with suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        with suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), _STOP_GRACE)
-        except TimeoutError:
-            with suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        with suppress(ProcessLookupError):  # the gateway, if deaf, and whatever it started
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 async def _supervise(env: AgentEnv, home: Path, install: Path, interval: float, stop: asyncio.Event) -> int:
