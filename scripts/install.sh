@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything hiclaw-bot needs on a fresh Debian 12 machine with Python 3.11:
 #   - Debian's docker.io and busybox-static (the Docker backend and its tests; needs root),
-#   - a virtualenv in .venv with the pinned Python dependencies (Synapse and SeaweedFS included).
+#   - a virtualenv in .venv with the pinned Python dependencies (Synapse and SeaweedFS included),
+#   - with the test extras, the OpenClaw worker runtime (scripts/install-openclaw.sh, outside the repo).
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +33,10 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -c "import hiclaw_bot, storage, backends" 
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+if [ "$EXTRAS" = test ] || [ "${HICLAW_INSTALL_OPENCLAW:-}" = 1 ]; then
+  # The OpenClaw runtime (Node 24, openclaw, its Matrix plugin) outside the repo, for its tests.
+  echo "==> OpenClaw runtime"
+  bash scripts/install-openclaw.sh >/dev/null
 fi

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -155,14 +156,21 @@ class ModelGateway:
         return response
 
 
+_CONTEXT_BLOCK = re.compile(r"<<<BEGIN_([A-Z_]+)>>>.*?<<<END_\1>>>", re.DOTALL)
+"""A runtime's own context, sent as a user message: OpenClaw wraps it in
+``<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>`` … ``<<<END_OPENCLAW_INTERNAL_CONTEXT>>>``."""
+
+
 def _last_user_text(messages: Sequence[Any]) -> str:
-    """The text of the last user message (string content, or the text parts of a content list)."""
+    """What the person last said: the last user message that is more than a runtime's context block
+    (string content, or the text parts of a content list)."""
     for message in reversed(messages):
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
         content = message.get("content")
-        if isinstance(content, str):
-            return content
         if isinstance(content, list):
-            return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+        text = _CONTEXT_BLOCK.sub("", content).strip() if isinstance(content, str) else ""
+        if text:
+            return text
     return ""

@@ -22,8 +22,10 @@ async def _client(sim: HigressConsoleSimulator) -> HigressClient:
 async def _chat(sim: HigressConsoleSimulator, key: str | None, text: str, *, model: str = "qwen-max",
                 stream: bool = False) -> tuple[int, str]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    context = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>\nConversation data\n<<<END_OPENCLAW_INTERNAL_CONTEXT>>>"
     body = {"model": model, "messages": [{"role": "system", "content": "be brief"},
-                                         {"role": "user", "content": text}], "stream": stream}
+                                         {"role": "user", "content": [{"type": "text", "text": text}]},
+                                         {"role": "user", "content": context}], "stream": stream}
     async with aiohttp.ClientSession() as session, \
             session.post(f"{sim.gateway_url}/v1/chat/completions", json=body, headers=headers) as response:
         raw = await response.text()
