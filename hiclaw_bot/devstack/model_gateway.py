@@ -169,7 +169,8 @@ def _last_user_text(messages: Sequence[Any]) -> str:
             continue
         content = message.get("content")
         if isinstance(content, list):
-            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+            content = " ".join(str(part.get("text", "")) for part in content
+                               if isinstance(part, dict) and part.get("type") == "text")
         text = _CONTEXT_BLOCK.sub("", content).strip() if isinstance(content, str) else ""
         if text:
             return text
