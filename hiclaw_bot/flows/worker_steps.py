@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from backends import NotFound, WorkerSpec, WorkerState
@@ -269,7 +270,8 @@ def builtin_skills() -> list[str]:
 
 
 class Skills(WorkerStep):
-    """Push the worker's skills; unchanged files are skipped by the object store."""
+    """Push the worker's skills, every file of each (``SKILL.md``, ``scripts/``…); unchanged files
+    are skipped by the object store."""
 
     name = "skills"
 
@@ -287,9 +289,26 @@ class Skills(WorkerStep):
         written = 0
         async with ctx.external("storage"):
             for skill in sorted(set(self.skills)):
-                data = SKILLS.joinpath(skill, "SKILL.md").read_bytes()
-                written += await self.services.objects.put(f"{prefix}skills/{skill}/SKILL.md", data)
+                for path, data in skill_files(skill):
+                    written += await self.services.objects.put(f"{prefix}skills/{skill}/{path}", data)
         return Done({"skills": sorted(set(self.skills)), "written": written})
+
+
+def skill_files(skill: str) -> list[tuple[str, bytes]]:
+    """Every file of a shipped skill, by path inside the skill, sorted (caches excluded)."""
+    found: list[tuple[str, bytes]] = []
+
+    def walk(node: Traversable, path: str) -> None:
+        for entry in sorted(node.iterdir(), key=lambda e: e.name):
+            if entry.name.startswith((".", "__")):
+                continue
+            if entry.is_dir():
+                walk(entry, f"{path}{entry.name}/")
+            else:
+                found.append((f"{path}{entry.name}", entry.read_bytes()))
+
+    walk(SKILLS.joinpath(skill), "")
+    return found
 
 
 def worker_spec(services: Services, worker: str, params: Mapping[str, Any]) -> WorkerSpec:
