@@ -36,6 +36,9 @@ class Services:
     objects: ObjectStore
     backend: WorkerBackend
     bot_user_id: UserId
+    leader_skill: str | None = None
+    """The ``team-operations`` skill, rendered by the chat layer from its command registry once the
+    commands are registered (``{team}`` and ``{quota}`` left to fill); pushed to team leaders."""
 
     @property
     def domain(self) -> str:

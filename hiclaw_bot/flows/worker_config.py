@@ -256,6 +256,9 @@ def _agents_md(spec: WorkerConfigSpec) -> str:
                   for m in sorted(set(spec.team_members), key=lambda m: (m.name, m.user_id, m.room_id))]
         if not spec.team_members:
             lines.append("| (none yet) | | |")
+        lines += ["", "To create, wake, sleep or update your team's workers, ask the hiclaw bot in your team room:",
+                  "the `team-operations` skill (`skills/team-operations/SKILL.md`) lists the commands it takes "
+                  "from you."]
     lines += ["", "## Tools", ""]
     servers = _sorted_unique(s.name for s in spec.mcp_servers)
     lines.append("- MCP servers (see `config/mcporter.json`): "

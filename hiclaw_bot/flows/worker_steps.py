@@ -262,6 +262,8 @@ class Config(WorkerStep):
 
 
 SKILLS = resources.files("hiclaw_bot.flows").joinpath("skills")
+LEADER_SKILL = "team-operations"
+"""Rendered by the chat layer (``Services.leader_skill``) and pushed to team leaders only."""
 
 
 def builtin_skills() -> list[str]:
@@ -275,12 +277,16 @@ class Skills(WorkerStep):
 
     name = "skills"
 
-    def __init__(self, services: Services, worker: str, skills: list[str], **kwargs: Any) -> None:
+    def __init__(self, services: Services, worker: str, skills: list[str], *, team: str | None = None,
+                 leader: bool = False, **kwargs: Any) -> None:
         super().__init__(services, worker, **kwargs)
         self.skills = skills
+        self.team = team
+        self.leader = leader
 
     async def do(self, ctx: StepContext) -> Outcome:
-        if not self.skills:
+        leader_skill = await self._leader_skill(ctx)
+        if not self.skills and leader_skill is None:
             return Skipped("no skills asked for")
         unknown = sorted(set(self.skills) - set(builtin_skills()))
         if unknown:
@@ -291,7 +297,21 @@ class Skills(WorkerStep):
             for skill in sorted(set(self.skills)):
                 for path, data in skill_files(skill):
                     written += await self.services.objects.put(f"{prefix}skills/{skill}/{path}", data)
-        return Done({"skills": sorted(set(self.skills)), "written": written})
+            if leader_skill is not None:
+                written += await self.services.objects.put(f"{prefix}skills/{LEADER_SKILL}/SKILL.md", leader_skill)
+        pushed = sorted({*self.skills, *([LEADER_SKILL] if leader_skill is not None else [])})
+        return Done({"skills": pushed, "written": written})
+
+    async def _leader_skill(self, ctx: StepContext) -> bytes | None:
+        """A leader's ``team-operations`` skill, with its team and quota filled in."""
+        template = self.services.leader_skill
+        if not self.leader or self.team is None or template is None:
+            return None
+        row = await ctx.store.teams.get(self.team)
+        limit = row.max_workers if row is not None and row.max_workers is not None \
+            else self.services.config.team_limit(self.team)
+        quota = f"{limit} workers" if limit is not None else "none set (ask an admin to set one)"
+        return template.replace("{team}", self.team).replace("{quota}", quota).encode()
 
 
 def skill_files(skill: str) -> list[tuple[str, bytes]]:
