@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import pytest
 
 from hiclaw_bot.app import running
 from hiclaw_bot.clients.higress import HigressClient
@@ -39,6 +40,7 @@ def worker_processes(worker: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.timeout(1200)  # OpenClaw takes ~1 min to start on two shared cores, a few times here
 async def test_openclaw_worker_from_chat(setup: ChatSetup, tmp_path: Path) -> None:
     bot = await server_admin(setup)
     setup = ChatSetup(setup.synapse, bot, setup.admin, setup.stranger, setup.data_dir)
