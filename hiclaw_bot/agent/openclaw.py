@@ -33,6 +33,8 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from hiclaw_bot.agent.env import AgentEnv, EnvError, read_env
 from hiclaw_bot.agent.files import open_store
 from hiclaw_bot.clients.errors import NotFoundError
@@ -146,12 +148,19 @@ class Gateway:
         process, self.process = self.process, None
         if process is None or process.returncode is not None:
             return
+        try:  # OpenClaw starts helpers in sessions of their own (its spawn broker): the tree, not the group
+            tree = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            tree = []
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         with suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), _STOP_GRACE)
         with suppress(ProcessLookupError):  # the gateway, if deaf, and whatever it started
             os.killpg(process.pid, signal.SIGKILL)
+        for child in tree:
+            with suppress(psutil.NoSuchProcess):
+                child.kill()
         await process.wait()
 
 

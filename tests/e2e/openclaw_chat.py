@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import psutil
+import pytest
 
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.config import Config
@@ -78,3 +82,30 @@ async def answer_from(setup: ChatSetup, account: Account, room_id: str, sender: 
                     return body
             await asyncio.sleep(1.0)
     raise TimeoutError(f"{sender} did not say {text!r} within {within:.0f}s; it said {said!r}")
+
+
+def workers_of(tmp: Path) -> list[psutil.Process]:
+    """The worker processes whose files are under ``tmp`` (this test's), found by their environment."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("HICLAW_FS_DIR", "").startswith(str(tmp)):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left_behind(tmp_path: Path) -> Iterator[None]:
+    """A worker left running by a failed test (the process backend's workers outlive the bot) is
+    stopped after it: SIGTERM to the launcher stops OpenClaw; what is left after 10 s is killed."""
+    yield
+    processes = workers_of(tmp_path)
+    for process in processes:
+        with suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    for process in alive:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()

@@ -16,10 +16,12 @@ import pytest
 
 from hiclaw_bot.app import running
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
-from tests.e2e.openclaw_chat import answer_from, join, mention, openclaw_config
+from tests.e2e.openclaw_chat import answer_from, join, mention, no_worker_left_behind, openclaw_config
 from tests.e2e.test_worker_chat import final_text, server_admin
 from tests.fixtures.synapse import unique
 from tests.integration.chat.conftest import ChatSetup, ask, talking
+
+__all__ = ["no_worker_left_behind"]  # the autouse fixture, imported to apply here
 
 
 @pytest.mark.timeout(1200)  # OpenClaw takes ~1 min to start on two shared cores, a few times here
