@@ -43,6 +43,8 @@ __all__ = ["CONFIG_PATH", "HEALTH", "INSTALL_DIR", "NODE_VERSION", "OPENCLAW_VER
 OPENCLAW_VERSION = "2026.9.6"
 NODE_VERSION = "24.22.3"
 HEALTH = ("openclaw", "gateway", "health", "--json")
+LAUNCHER = "hiclaw-openclaw-worker"
+"""The launcher's console script (:func:`hiclaw_bot.agent.openclaw.main`), beside the bot's Python."""
 HEALTH_TIMEOUT = 45.0
 CONFIG_PATH = "OPENCLAW_CONFIG_PATH"
 INSTALL_DIR = "HICLAW_OPENCLAW_HOME"
@@ -78,7 +80,10 @@ class OpenClawProfile:
     def command(self, config: Config) -> list[str] | None:
         if _in_container(config):
             return None  # the image's entrypoint mirrors the files and runs the gateway
-        return [sys.executable, "-m", "hiclaw_bot.agent.openclaw"]
+        # The console script, not ``python -m hiclaw_bot.agent.openclaw``: tools that find our
+        # reference agents by "hiclaw_bot.agent" in a command line must not take it for one.
+        script = Path(sys.executable).with_name(LAUNCHER)
+        return [str(script)] if script.exists() else [sys.executable, "-m", "hiclaw_bot.agent.openclaw"]
 
     def image(self, config: Config) -> str:
         return config.runtimes.openclaw.image

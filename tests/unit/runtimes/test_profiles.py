@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ def test_openclaw_as_a_local_process_runs_the_launcher_from_the_install() -> Non
     assert "HOME" not in env  # the backend's private home, removed with the worker
     assert env["HICLAW_OPENCLAW_HOME"] == "/opt/openclaw"
     assert env["PATH"].startswith("/opt/openclaw/bin:")
-    assert runtime.command(settings)[-2:] == ["-m", "hiclaw_bot.agent.openclaw"]  # type: ignore[index]
+    assert runtime.command(settings) in ([str(Path(sys.executable).with_name("hiclaw-openclaw-worker"))],
+                                         [sys.executable, "-m", "hiclaw_bot.agent.openclaw"])
     ports = {runtime.gateway_port(settings, name) for name in ("ann", "bob", "cal")}
     assert len(ports) == 3
     assert all(20000 <= port < 40000 for port in ports)
