@@ -8,12 +8,15 @@ storage credentials (the ``HICLAW_FS_*`` variables):
 2. seed OpenClaw's state with the trusted Matrix plugin install that ``install-openclaw.sh``
    made in its template home (only such an install may open the plugin's keyed store), and
    point ``~/.openclaw/openclaw.json`` at the mirrored file;
-3. run ``openclaw gateway run``, mirror again every ``HICLAW_SYNC_INTERVAL`` seconds, and restart
-   it when ``openclaw.json`` changed in storage (a new model, a new allow list);
-4. after each (re)start, record the hash of the ``openclaw.json`` it runs in
-   ``state/runtime.json``, so that the bot's readiness check knows an update has taken effect.
+3. run ``openclaw gateway run`` and mirror again every ``HICLAW_SYNC_INTERVAL`` seconds. OpenClaw
+   watches its config file and applies a change itself (``channels`` and ``plugins`` hot,
+   ``agents`` and ``models`` on their next use; ``config-reload-plan`` in its source), so a new
+   model or allow list needs no restart. Killing a gateway that is still starting can leave its
+   agent database half migrated, which the next start refuses: another reason not to restart;
+4. record the hash of the ``openclaw.json`` it handed to OpenClaw in ``state/runtime.json``, so that
+   the bot's readiness check knows an update has arrived.
 
-On SIGTERM it stops OpenClaw within two seconds (SIGKILL after SIGTERM: OpenClaw would drain for
+On SIGTERM it stops OpenClaw within ten seconds (SIGKILL after SIGTERM: OpenClaw would drain for
 five minutes) and exits 0. Exit 1: the files never came, or OpenClaw exited on its own (with its
 code when it is not 0); exit 2: the environment is incomplete. Logs never show a token or a key.
 """
@@ -44,7 +47,8 @@ logger = logging.getLogger("hiclaw_bot.agent.openclaw")
 
 REQUIRED = ("openclaw.json", "SOUL.md", "AGENTS.md")
 _ATTEMPTS = 6
-_STOP_GRACE = 2.0
+_STOP_GRACE = 10.0
+"""An idle gateway exits within a second or two of SIGTERM; one still starting needs longer."""
 _PR_SET_PDEATHSIG = 1
 _SKIPPED = ("state/",)
 """What the worker itself writes to storage, never mirrored back down."""
@@ -169,15 +173,15 @@ async def _supervise(env: AgentEnv, home: Path, install: Path, interval: float, 
     gateway = Gateway(install / "bin" / "openclaw", home)
     seen: dict[str, str] = {}
 
-    async def start() -> None:
-        await gateway.start()
-        record = {"config_sha256": seen.get("openclaw.json"), "started_at": datetime.now(UTC).isoformat()}
-        await store.put(f"agents/{env.worker}/{RUNTIME_RECORD}", json.dumps(record, sort_keys=True).encode())
+    async def record() -> None:
+        entry = {"config_sha256": seen.get("openclaw.json"), "at": datetime.now(UTC).isoformat()}
+        await store.put(f"agents/{env.worker}/{RUNTIME_RECORD}", json.dumps(entry, sort_keys=True).encode())
 
     try:
         await first_mirror(store, env.worker, home, seen)
         seed_state(home, install)
-        await start()
+        await gateway.start()
+        await record()
         while True:
             assert gateway.process is not None
             exited = asyncio.ensure_future(gateway.process.wait())
@@ -192,11 +196,9 @@ async def _supervise(env: AgentEnv, home: Path, install: Path, interval: float, 
                 code = gateway.process.returncode
                 logger.error("openclaw gateway exited with code %d", code)
                 return code or 1
-            changed = await mirror(store, env.worker, home, seen)
-            if "openclaw.json" in changed:
-                logger.info("openclaw.json changed: restarting the gateway")
-                await gateway.stop()
-                await start()
+            if "openclaw.json" in await mirror(store, env.worker, home, seen):
+                logger.info("openclaw.json changed: OpenClaw reloads it")
+                await record()
     finally:
         await gateway.stop()
         await store.close()

@@ -37,7 +37,7 @@ def openclaw_config(setup: ChatSetup, bot: Account, gateway: HigressConsoleSimul
         "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
                     "gateway_url": gateway.gateway_url},
         "storage": {"kind": "local", "directory": str(tmp / "objects")},
-        "backend": {"kind": "process", "instance": unique("oc"), "process": {"grace_period": "3s"}},
+        "backend": {"kind": "process", "instance": unique("oc"), "process": {"grace_period": "15s"}},
         "runtimes": {"default": "openclaw",
                      "openclaw": {"install_dir": str(openclaw_install()), "sync_interval": "1s"}},
         "quotas": {"allowed_models": ["qwen-max", "qwen-plus"], "max_workers": 5},

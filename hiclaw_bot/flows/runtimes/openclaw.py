@@ -15,8 +15,9 @@ What an upstream worker expects (``shared/reference/runtimes.md``), and how each
   18800; local processes share the host's ports, so each gets its own, derived from its name.
 - **Readiness**: upstream's manager runs ``openclaw gateway health --json`` in the worker and waits
   for ``"ok": true``; so do we, through ``backend.exec``.
-- **Stop**: OpenClaw drains for ~5 minutes after SIGTERM; every backend kills after its own grace
-  period (``backend.process.grace_period``), which is what stops it.
+- **Stop**: OpenClaw drains for ~5 minutes after SIGTERM; our launcher kills it 10 s after, and
+  every backend kills after its own grace period (``backend.process.grace_period``: 15 s suits
+  OpenClaw, whose agent database a kill during its start can leave half migrated).
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ class OpenClawProfile:
 async def _stale_config(ctx: ReadyContext) -> str:
     """Why the running gateway does not run the current ``openclaw.json`` yet ("" when it does).
 
-    Our launcher records the hash of the file each gateway start ran; an image's own entrypoint
-    may record nothing, and then the health check alone decides.
+    Our launcher records the hash of the file it handed to OpenClaw (which reloads it itself); an
+    image's own entrypoint may record nothing, and then the health check alone decides.
     """
     prefix = names.worker_prefix(ctx.worker)
     try:
@@ -137,7 +138,7 @@ async def _stale_config(ctx: ReadyContext) -> str:
     except (NotFoundError, ValueError):
         return ""
     if isinstance(record, dict) and record.get("config_sha256") not in (None, current):
-        return "the gateway still runs an older openclaw.json"
+        return "the worker has not received the current openclaw.json yet"
     return ""
 
 

@@ -111,7 +111,7 @@ async def test_openclaw_is_not_ready_while_it_runs_an_older_config(tmp_path: Pat
     ctx = ReadyContext("ann", backend, store, None)  # type: ignore[arg-type]
     probe = await profile("openclaw").probe(config(), ctx)
     assert not probe.ready
-    assert "older openclaw.json" in probe.detail
+    assert "not received the current openclaw.json" in probe.detail
     await store.put("agents/ann/state/runtime.json", json.dumps(
         {"config_sha256": hashlib.sha256(b'{"model": "new"}').hexdigest()}).encode())
     assert (await profile("openclaw").probe(config(), ctx)).ready
