@@ -194,7 +194,7 @@ class OpenClawRuntimeConfig(_Model):
     ready_timeout: Duration = 180.0
     """OpenClaw's gateway takes ~10-30 s to answer its health check on a loaded machine."""
     sync_interval: Duration = 5.0
-    """How often a worker mirrors its files from storage (a changed ``openclaw.json`` restarts it)."""
+    """How often a worker mirrors its files from storage (OpenClaw reloads a changed ``openclaw.json``)."""
 
 
 class RuntimesConfig(_Model):

@@ -66,7 +66,7 @@ async def mirror(store: ObjectStore, worker: str, home: Path, seen: dict[str, st
 
     ``seen`` holds the hash of what was last copied from each path: a file the runtime itself
     rewrote locally is put back only when storage has something new, so that no rewrite by the
-    runtime can start a restart loop.
+    runtime can make the two fight over it.
     """
     prefix = f"agents/{worker}/"
     changed = set()
