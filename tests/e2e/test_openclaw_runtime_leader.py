@@ -21,6 +21,8 @@ from tests.e2e.test_worker_chat import final_text, server_admin
 from tests.fixtures.synapse import unique
 from tests.integration.chat.conftest import ChatSetup, ask, talking
 
+MATRIX_START = "[matrix] [default] starting provider"
+
 __all__ = ["no_worker_left_behind"]  # the autouse fixture, imported to apply here
 
 
@@ -50,6 +52,14 @@ async def test_an_openclaw_leader_puts_a_member_to_sleep_through_the_bot(setup: 
             assert f"You lead team **{team}**" in skill
             assert "`!worker sleep <worker>`" in skill
             assert not await app.services.objects.exists(f"agents/{ann}/skills/team-operations/SKILL.md")
+
+            # The team's last step rewrote the leader's config with its members; OpenClaw reloads its
+            # Matrix channel for that, dropping what arrives meanwhile ("Gateway is draining"). Wait
+            # for the channel's second start, as its log shows it, before talking to the leader.
+            deadline = time.monotonic() + 300
+            while (await app.services.backend.logs(lead)).count(MATRIX_START) < 2:
+                assert time.monotonic() < deadline, "the leader's Matrix channel never restarted"
+                await asyncio.sleep(1.0)
 
             # The admin asks the leader; the leader's model answers with the command; the bot runs it.
             room = row.room_id
