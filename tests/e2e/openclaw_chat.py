@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import suppress
@@ -37,7 +38,11 @@ def openclaw_config(setup: ChatSetup, bot: Account, gateway: HigressConsoleSimul
         "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
                     "gateway_url": gateway.gateway_url},
         "storage": {"kind": "local", "directory": str(tmp / "objects")},
-        "backend": {"kind": "process", "instance": unique("oc"), "process": {"grace_period": "15s"}},
+        # Reference agents by their console script: tests elsewhere on a shared machine stop every
+        # process with "hiclaw_bot.agent" in its command line.
+        "backend": {"kind": "process", "instance": unique("oc"),
+                    "process": {"grace_period": "15s",
+                                "command": [str(Path(sys.executable).with_name("hiclaw-agent"))]}},
         "runtimes": {"default": "openclaw",
                      "openclaw": {"install_dir": str(openclaw_install()), "sync_interval": "1s"}},
         "quotas": {"allowed_models": ["qwen-max", "qwen-plus"], "max_workers": 5},
