@@ -18,6 +18,7 @@ from hiclaw_bot.chat import Bot, default_registry
 from hiclaw_bot.chat.audit import register_audit_command
 from hiclaw_bot.chat.gc import register_gc_command
 from hiclaw_bot.chat.humans import register_human_commands
+from hiclaw_bot.chat.leader_skill import render_team_operations
 from hiclaw_bot.chat.matrix import login, new_client
 from hiclaw_bot.chat.teams import register_team_commands
 from hiclaw_bot.chat.workers import register_worker_commands
@@ -78,6 +79,7 @@ async def running(config: Config) -> AsyncIterator[App]:
             register_human_commands(registry, services)
             register_audit_command(registry)
             register_gc_command(registry, services)
+            services.leader_skill = render_team_operations(registry)
             lifecycle = Lifecycle(services, engine)
             bot = Bot(config, store, engine, registry=registry, observers=[lifecycle.observe])
             # The API opens first: its metrics count the operations resumed below, and /readyz

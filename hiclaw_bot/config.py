@@ -253,6 +253,29 @@ class BackendConfig(_Model):
         return self
 
 
+class OpenClawRuntimeConfig(_Model):
+    """Where the OpenClaw runtime is, as ``scripts/install-openclaw.sh`` installs it."""
+
+    install_dir: Path | None = None
+    """The directory the install script prints (``bin/openclaw``, ``bin/node``, ``template-home``);
+    unset: the script's default cache directory for the pinned versions."""
+    fs_root: Path | None = None
+    """Where a container mirrors its files: ``HOME`` is ``<fs_root>/agents/<name>``, as upstream's
+    (unset: ``/root/hiclaw-fs``). A local process keeps the private home the backend gives it."""
+    image: str = "hiclaw/openclaw-worker:2026.9.6"
+    """The image for container backends (the process backend ignores it)."""
+    ready_timeout: Duration = 180.0
+    """OpenClaw's gateway takes ~10-30 s to answer its health check on a loaded machine."""
+    sync_interval: Duration = 5.0
+    """How often a worker mirrors its files from storage (OpenClaw reloads a changed ``openclaw.json``)."""
+
+
+class RuntimesConfig(_Model):
+    default: Literal["reference", "openclaw"] = "reference"
+    """The runtime of a worker created without ``--runtime``."""
+    openclaw: OpenClawRuntimeConfig = OpenClawRuntimeConfig()
+
+
 class TeamQuota(_Model):
     max_workers: int | None = Field(default=None, ge=0)
 
@@ -381,6 +404,7 @@ class Config(_Model):
     gateway: Annotated[HigressConfig | NoGateway, Field(discriminator="kind")] = NoGateway()
     storage: Annotated[S3StorageConfig | LocalStorageConfig, Field(discriminator="kind")]
     backend: BackendConfig = BackendConfig()
+    runtimes: RuntimesConfig = RuntimesConfig()
     quotas: QuotaConfig = QuotaConfig()
     worker_env: WorkerEnvConfig = WorkerEnvConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()

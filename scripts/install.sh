@@ -3,6 +3,7 @@
 #   - Debian's docker.io, busybox-static and mmdebstrap (the Docker backend, its tests and the
 #     worker image built from Debian by `hiclaw-bot image build`; needs root),
 #   - a virtualenv in .venv with the pinned Python dependencies (Synapse and SeaweedFS included).
+#   - with the test extras, the OpenClaw worker runtime (scripts/install-openclaw.sh, outside the repo).
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +35,10 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -c "import hiclaw_bot, storage, backends" 
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+if [ "$EXTRAS" = test ] || [ "${HICLAW_INSTALL_OPENCLAW:-}" = 1 ]; then
+  # The OpenClaw runtime (Node 24, openclaw, its Matrix plugin) outside the repo, for its tests.
+  echo "==> OpenClaw runtime"
+  bash scripts/install-openclaw.sh >/dev/null
 fi

@@ -14,7 +14,9 @@ configuration model.
 
 Variables: ``HICLAW_WORKER_NAME``, ``HICLAW_FS_KIND`` (``local`` or ``s3``), then ``HICLAW_FS_DIR``
 for a local directory, or ``HICLAW_FS_ENDPOINT``, ``HICLAW_FS_BUCKET``, ``HICLAW_FS_ACCESS_KEY``,
-``HICLAW_FS_SECRET_KEY``, ``HICLAW_FS_REGION`` and ``HICLAW_FS_PATH_STYLE`` for S3.
+``HICLAW_FS_SECRET_KEY``, ``HICLAW_FS_REGION`` and ``HICLAW_FS_PATH_STYLE`` for S3. The bucket
+is also given as ``HICLAW_OSS_BUCKET``, the name upstream's worker entrypoints read (they default it
+to ``hiclaw-storage``, so an upstream worker on any other bucket needs it); reading prefers it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "FS_PATH_STYLE",
     "FS_REGION",
     "FS_SECRET_KEY",
+    "OSS_BUCKET",
     "WORKER_NAME",
     "AgentEnv",
     "EnvError",
@@ -50,6 +53,7 @@ FS_KIND = "HICLAW_FS_KIND"
 FS_DIR = "HICLAW_FS_DIR"
 FS_ENDPOINT = "HICLAW_FS_ENDPOINT"
 FS_BUCKET = "HICLAW_FS_BUCKET"
+OSS_BUCKET = "HICLAW_OSS_BUCKET"
 FS_ACCESS_KEY = "HICLAW_FS_ACCESS_KEY"
 FS_SECRET_KEY = "HICLAW_FS_SECRET_KEY"  # noqa: S105 (the variable's name, not a secret)
 FS_REGION = "HICLAW_FS_REGION"
@@ -114,6 +118,7 @@ def worker_env(storage: StorageAccess, worker: str) -> dict[str, str]:
                 FS_KIND: "s3",
                 FS_ENDPOINT: storage.endpoint,
                 FS_BUCKET: storage.bucket,
+                OSS_BUCKET: storage.bucket,
                 FS_ACCESS_KEY: storage.access_key,
                 FS_SECRET_KEY: storage.secret_key,
                 FS_REGION: storage.region,
@@ -142,7 +147,8 @@ def read_env(environ: Mapping[str, str]) -> AgentEnv:
         path_style = _BOOLEANS.get(environ.get(FS_PATH_STYLE, "true").strip().lower())
         if path_style is None:
             raise EnvError(f"{FS_PATH_STYLE} must be true or false")
-        storage = S3Storage(endpoint=need(FS_ENDPOINT), bucket=need(FS_BUCKET), access_key=need(FS_ACCESS_KEY),
+        bucket = environ.get(OSS_BUCKET, "").strip() or need(FS_BUCKET)
+        storage = S3Storage(endpoint=need(FS_ENDPOINT), bucket=bucket, access_key=need(FS_ACCESS_KEY),
                             secret_key=need(FS_SECRET_KEY), region=environ.get(FS_REGION, "").strip() or "us-east-1",
                             path_style=path_style)
         return AgentEnv(worker, storage)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hiclaw_bot.chat.arguments import INT, NAME, TEXT, ListOf, flag, option, positional
+from hiclaw_bot.chat.arguments import INT, NAME, TEXT, Choice, ListOf, flag, option, positional
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
@@ -20,6 +20,7 @@ from hiclaw_bot.config import Config
 from hiclaw_bot.flows import accounts
 from hiclaw_bot.flows import team as flows
 from hiclaw_bot.flows import worker as worker_flows
+from hiclaw_bot.flows.runtimes import PROFILES, profile
 from hiclaw_bot.flows.services import Services
 from storage import Team, Worker
 
@@ -88,9 +89,12 @@ class TeamCommands:
                                     team_limit=limit)
         if refusal is not None:
             return refusal
+        runtime = ctx.args.optional("runtime", str) or self.config.runtimes.default
+        leader_runtime = ctx.args.optional("leader_runtime", str) or runtime
         params: dict[str, Any] = {
-            "name": name, "leader": leader, "workers": members, "model": model,
-            "image": ctx.args.optional("image", str) or self.config.backend.default_image,
+            "name": name, "leader": leader, "workers": members, "model": model, "runtime": runtime,
+            "leader_runtime": leader_runtime,
+            "image": ctx.args.optional("image", str) or profile(runtime).image(self.config),
             "adopt": existing, "max_workers": max_workers,
         }
         await ctx.start(flows.CREATE, flows.subject(name), params)
@@ -211,6 +215,8 @@ def register_team_commands(registry: Registry, config: Config, services: Service
               option("workers", ListOf(NAME), "the member workers, a,b,c"),
               option("model", TEXT, "the model of new workers (default from the config)"),
               option("image", TEXT, "the runtime image of new workers"),
+              option("runtime", Choice(*sorted(PROFILES)), "the runtime of new workers (default from the config)"),
+              option("leader_runtime", Choice(*sorted(PROFILES)), "the leader's runtime, if other than --runtime"),
               option("max_workers", INT, "the team's worker quota (default from the config)"),
               flag("adopt", "take existing teamless workers into the team")],
     )

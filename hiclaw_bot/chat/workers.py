@@ -14,17 +14,19 @@ from typing import Any
 
 from backends import BackendError, ExecTimeout, InvalidSpec, WorkerState
 from backends.base import parse_quantity
-from hiclaw_bot.chat.arguments import NAME, PAIR, TEXT, Integer, ListOf, option, positional
+from hiclaw_bot.chat.arguments import NAME, PAIR, TEXT, Choice, Integer, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
 from hiclaw_bot.chat.resolve import team_worker_limit
+from hiclaw_bot.clients.errors import ClientError
 from hiclaw_bot.config import Config, HigressConfig, parse_duration
-from hiclaw_bot.flows import accounts
+from hiclaw_bot.flows import accounts, names
 from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows import worker_env as env_rule
+from hiclaw_bot.flows.runtimes import PROFILES, profile
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import builtin_skills
 from storage import Worker
@@ -111,8 +113,10 @@ class WorkerCommands:
         limits = _limits(ctx)
         if isinstance(limits, Reply):
             return limits
+        runtime = ctx.args.optional("runtime", str) or self.config.runtimes.default
         params: dict[str, Any] = {
-            "name": name, "model": model, "image": ctx.args.optional("image", str) or self.config.backend.default_image,
+            "name": name, "model": model, "runtime": runtime,
+            "image": ctx.args.optional("image", str) or profile(runtime).image(self.config),
             "team": team, "skills": skills,
             "mcp": mcp,
             "env": env, "idle_timeout": idle_s, **limits,
@@ -180,9 +184,12 @@ class WorkerCommands:
         holder = await ctx.store.ops.holder(flows.subject(row.name))
         lines = [
             f"Worker {row.name}: {row.state} (wanted: {row.desired_state})",
-            f"runtime: {runtime} on {row.backend}, image {row.image}",
+            f"runtime: {row.spec.get('runtime') or 'reference'}, {runtime} on {row.backend}, image {row.image}",
             f"model: {row.model}; team: {row.team or '–'}; room: {row.room_id or '–'}",
         ]
+        access = await self._gateway_access(row.name)
+        if access:
+            lines.append(access)
         if holder is not None:
             where = f" at step {holder.failed_step}" if holder.failed_step else ""
             lines.append(f"operation {holder.op_id} ({holder.kind}) is {holder.state}{where}"
@@ -190,6 +197,24 @@ class WorkerCommands:
             if holder.state == "failed":
                 lines.append(f"`!op retry {holder.op_id}` resumes it; `!op abort {holder.op_id}` undoes it.")
         return Reply.of("\n".join(lines))
+
+    async def _gateway_access(self, worker: str) -> str:
+        """Whether the worker's consumer is on the AI routes it should be on: a consumer taken off
+        one (by hand in the console, say) gets 401 for every model call, and the worker goes mute."""
+        gateway, settings = self.services.gateway, self.config.gateway
+        if gateway is None or settings.kind != "higress":
+            return ""
+        try:
+            allow = await gateway.route_allow_lists()
+        except ClientError as exc:
+            return f"gateway: unknown ({exc})"
+        wanted = sorted(allow) if settings.routes == "all" else sorted(settings.routes)
+        consumer = names.consumer(worker)
+        missing = [route for route in wanted if consumer not in allow.get(route, ())]
+        if not missing:
+            return f"gateway: {consumer} may call the model ({', '.join(wanted) or 'no AI route'})"
+        return (f"gateway: ⚠ {consumer} is not authorized on AI route(s) {', '.join(missing)}: "
+                f"its model calls get 401")
 
     async def logs(self, ctx: CommandContext) -> Reply:
         row = await self._row(ctx)
@@ -301,6 +326,7 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
         target=TargetSpec("worker", "name", team_arg="team"),
         args=[worker, option("model", TEXT, "the model (default from the config)"),
               option("image", TEXT, "the runtime image"), option("team", NAME, "the team it joins"),
+              option("runtime", Choice(*sorted(PROFILES)), "the worker runtime (default from the config)"),
               option("skills", ListOf(NAME), "skills to install"), option("mcp", ListOf(NAME), "MCP servers"),
               option("env", PAIR, "an environment variable", many=True),
               option("idle_timeout", TEXT, "sleep after this long idle, e.g. 2h"), *_limit_options(),

@@ -17,6 +17,10 @@ instances): that is the *data plane* :meth:`HigressConsoleSimulator.is_authorize
 the one that #744 corrupts. Fault knobs (:meth:`HigressConsoleSimulator.inject`) fail, delay, or
 apply-then-fail the N-th call of a (method, path); a request log records what every call carried,
 with secrets redacted.
+
+The data plane a worker's model calls reach (``/v1/chat/completions`` behind key-auth) is served
+apart, as Higress serves it on its gateway port: :attr:`HigressConsoleSimulator.models`, at
+:attr:`HigressConsoleSimulator.gateway_url`, answering from the allow lists kept here.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from aiohttp import web
 from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.validation.response.exceptions import MissingData
+
+from hiclaw_bot.devstack.model_gateway import ModelGateway
 
 __all__ = [
     "DEFAULT_AI_ROUTES",
@@ -385,6 +391,9 @@ DEFAULT_AI_ROUTES: tuple[JSON, ...] = (
     },
 )
 
+SIM_MODELS = ("qwen-max", "qwen-plus", "qwen-turbo")
+"""The models the data plane lists; the echo model answers for any name."""
+
 Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
 
 
@@ -435,9 +444,16 @@ class HigressConsoleSimulator:
         self._faults: list[Fault] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.models = ModelGateway(self._data_plane_consumer, lambda: SIM_MODELS)
+        """The data plane: a worker's model calls, key-auth against the allow lists kept here."""
 
     def __repr__(self) -> str:
         return f"HigressConsoleSimulator(url={self.url!r})"
+
+    @property
+    def gateway_url(self) -> str:
+        """The data plane's URL: ``gateway.gateway_url`` in the bot's config."""
+        return self.models.url
 
     # ---- lifecycle
 
@@ -451,8 +467,10 @@ class HigressConsoleSimulator:
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
         logger.info("Higress console simulator listening on %s", self.url)
+        await self.models.start()
 
     async def stop(self) -> None:
+        await self.models.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -499,6 +517,16 @@ class HigressConsoleSimulator:
             return True
         owner = next((name for name, c in self.consumers.items() if key in _credential_values(c)), None)
         return owner is not None and owner in allowed
+
+    def _data_plane_consumer(self, key: str | None, path: str) -> tuple[str | None, bool]:
+        """The consumer owning a data-plane request's key, and whether key-auth lets it through:
+        the first AI route whose path prefix matches decides, as the gateway matches routes."""
+        owner = next((c for c, body in self.consumers.items() if key in _credential_values(body)), None)
+        for name, route in self.ai_routes.items():
+            predicate = route.get("pathPredicate") or {}
+            if predicate.get("matchType", "PRE") == "PRE" and path.startswith(predicate.get("matchValue") or "/"):
+                return owner, self.is_authorized(key, ai_route=name)
+        return owner, False
 
     # ---- plumbing
 

@@ -238,7 +238,8 @@ class LocalStack:
             f"  Bot                {self.bot_user_id} (a server admin)",
             f"  Object store       {store}",
             f"  Gateway console    {self.gateway.url}  (Higress console simulator: AI route {AI_ROUTE}, "
-            f"MCP servers {', '.join(s['name'] for s in MCP_SERVERS)}; no model traffic)",
+            f"MCP servers {', '.join(s['name'] for s in MCP_SERVERS)})",
+            f"  Model gateway      {self.gateway.gateway_url}/v1  (key-auth by consumer, echo model)",
             f"  Workers run as     {backend}",
             f"  Configuration      {self.config_path}",
         ]
@@ -411,7 +412,7 @@ class LocalStack:
                 "registration": {"mode": "token", "token": registration_token},
             },
             "gateway": {"kind": "higress", "console_url": gateway.url, "username": CONSOLE_USER,
-                        "password": credentials["console_password"], "gateway_url": gateway.url,
+                        "password": credentials["console_password"], "gateway_url": gateway.gateway_url,
                         "routes": "all", "mcp_servers": [s["name"] for s in MCP_SERVERS]},
             "storage": storage,
             "backend": backend,

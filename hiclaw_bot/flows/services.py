@@ -44,6 +44,9 @@ class Services:
     """Each worker's own key to the object store: the master key in ``config`` never leaves the bot."""
     others: Mapping[str, WorkerBackend] = field(default_factory=dict)
     """The other backends of ``backend.available``, by kind."""
+    leader_skill: str | None = None
+    """The ``team-operations`` skill, rendered by the chat layer from its command registry once the
+    commands are registered (``{team}`` and ``{quota}`` left to fill); pushed to team leaders."""
 
     @property
     def domain(self) -> str:

@@ -73,10 +73,11 @@ def create_steps(services: Services, engine: Engine, op: Operation) -> Sequence[
     members = members_of(op)
     if leader in members or len(set(members)) != len(members):
         raise ValueError("the leader and the members must be distinct workers")
-    template = {key: params[key] for key in ("model", "image", "command") if params.get(key)}
+    template = {key: params[key] for key in ("model", "image", "command", "runtime") if params.get(key)}
+    leader_template = {**template, **({"runtime": params["leader_runtime"]} if params.get("leader_runtime") else {})}
     adopt = set(params.get("adopt", []))
-    workers = [CreateMember(services, engine, team, w, leader=leader, template=template, adopt=w in adopt,
-                            after=("register",)) for w in [leader, *members]]
+    workers = [CreateMember(services, engine, team, w, leader=leader, template=leader_template if w == leader
+                            else template, adopt=w in adopt, after=("register",)) for w in [leader, *members]]
     everyone = tuple(step.name for step in workers)
     return [
         Register(services, team, params),

@@ -94,6 +94,9 @@ class WorkerConfigSpec:
     team_members: tuple[TeamMember, ...] = ()
     """For a team leader: the members it coordinates."""
     skills: tuple[str, ...] = ()
+    gateway_port: int = GATEWAY_PORT
+    """The port of the worker's own OpenClaw gateway: upstream's 18800 in a container of its own, one
+    per worker where workers share the host's network (the process backend)."""
 
     def __post_init__(self) -> None:
         for name in (self.worker, *(s.name for s in self.mcp_servers), *(m.name for m in self.team_members),
@@ -108,6 +111,8 @@ class WorkerConfigSpec:
             raise ValueError("a team leader needs a team")
         if self.team_members and self.role != "team_leader":
             raise ValueError("only a team leader has team members")
+        if not 1024 <= self.gateway_port <= 65535:
+            raise ValueError("the worker's gateway port must be between 1024 and 65535")
 
 
 @dataclass(frozen=True)
@@ -174,10 +179,15 @@ def _openclaw(spec: WorkerConfigSpec) -> dict[str, Any]:
                 "dm": {"policy": "allowlist", "allowFrom": senders},
                 "groupPolicy": "allowlist",
                 "groupAllowFrom": group_senders,
-                "groups": {"*": {"allow": True, "requireMention": True}},
+                # Upstream's template also sets "allow": true here; OpenClaw 2026.9 rejects that key.
+                "groups": {"*": {"requireMention": True}},
+                "autoJoin": "always",
+                # The homeserver is on a private address (127.0.0.1, a Docker network); OpenClaw
+                # 2026.4+ refuses one without this (AgentTeams' generator sets it too).
+                "network": {"dangerouslyAllowPrivateNetwork": True},
             },
         },
-        "gateway": {"mode": "local", "port": GATEWAY_PORT, "auth": {"token": token}, "remote": {"token": token}},
+        "gateway": {"mode": "local", "port": spec.gateway_port, "auth": {"token": token}, "remote": {"token": token}},
         "models": {
             "mode": "merge",
             "providers": {
@@ -185,12 +195,29 @@ def _openclaw(spec: WorkerConfigSpec) -> dict[str, Any]:
                     "baseUrl": f"{_gateway(spec)}/v1",
                     "apiKey": spec.gateway_key,
                     "api": "openai-completions",
-                    "models": [{"id": spec.model, "name": spec.model}],
+                    "models": [_model_entry(spec.model)],
                 },
             },
         },
-        "plugins": {"entries": {"matrix": {"enabled": True}}},
+        # Matrix is a plugin in OpenClaw 2026.x, installed as a trusted npm install beside the runtime.
+        "plugins": {"allow": ["matrix"], "entries": {"matrix": {"enabled": True}}},
     }
+
+
+MODEL_LIMITS: Mapping[str, tuple[int, int]] = {
+    "qwen-max": (32768, 8192),
+    "qwen-plus": (131072, 8192),
+    "qwen-turbo": (1000000, 8192),
+}
+"""Context window and output limit of the models we know; others get :data:`DEFAULT_LIMITS`."""
+DEFAULT_LIMITS = (32768, 8192)
+
+
+def _model_entry(model: str) -> dict[str, Any]:
+    """A model entry as OpenClaw 2026.x and upstream's CoPaw bridge read it (they need the limits)."""
+    context_window, max_tokens = MODEL_LIMITS.get(model, DEFAULT_LIMITS)
+    return {"id": model, "name": model, "contextWindow": context_window, "maxTokens": max_tokens,
+            "input": ["text"], "reasoning": False}
 
 
 def _mcporter(spec: WorkerConfigSpec) -> dict[str, Any]:
@@ -229,6 +256,9 @@ def _agents_md(spec: WorkerConfigSpec) -> str:
                   for m in sorted(set(spec.team_members), key=lambda m: (m.name, m.user_id, m.room_id))]
         if not spec.team_members:
             lines.append("| (none yet) | | |")
+        lines += ["", "To create, wake, sleep or update your team's workers, ask the hiclaw bot in your team room:",
+                  "the `team-operations` skill (`skills/team-operations/SKILL.md`) lists the commands it takes "
+                  "from you."]
     lines += ["", "## Tools", ""]
     servers = _sorted_unique(s.name for s in spec.mcp_servers)
     lines.append("- MCP servers (see `config/mcporter.json`): "

@@ -8,20 +8,20 @@ success. Secrets live in the store (``ctx.secret``), never in step outputs.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from backends import NotFound, Resources, WorkerBackend, WorkerSpec, WorkerState
 from backends.base import parse_quantity
-from hiclaw_bot.agent.env import StorageAccess, worker_env
+from hiclaw_bot.agent.env import StorageAccess
 from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.flows import accounts, names
 from hiclaw_bot.flows import worker_env as env_rule
+from hiclaw_bot.flows.runtimes import ReadyContext, profile_of
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
 from hiclaw_bot.flows.worker_identity import worker_storage
@@ -33,7 +33,6 @@ PASSWORD = "password"  # noqa: S105
 GATEWAY_KEY = "gateway_key"
 ACCESS_TOKEN = "access_token"  # noqa: S105
 ROOM_META_KIND = "worker_room"
-ACTIVITY = "state/activity.json"
 
 
 class WorkerStep(Step):
@@ -258,6 +257,7 @@ class Config(WorkerStep):
             mcp_servers=tuple(McpServer(s) for s in self.params.get("mcp", [])),
             role=self.params.get("role", "worker"), team=self.params.get("team"),
             skills=tuple(self.params.get("skills", [])), team_members=await self._team_members(ctx),
+            gateway_port=profile_of(self.params).gateway_port(config, self.worker),
         )
 
     async def _team_members(self, ctx: StepContext) -> tuple[TeamMember, ...]:
@@ -274,6 +274,8 @@ class Config(WorkerStep):
 
 
 SKILLS = resources.files("hiclaw_bot.flows").joinpath("skills")
+LEADER_SKILL = "team-operations"
+"""Rendered by the chat layer (``Services.leader_skill``) and pushed to team leaders only."""
 
 
 def builtin_skills() -> list[str]:
@@ -282,16 +284,21 @@ def builtin_skills() -> list[str]:
 
 
 class Skills(WorkerStep):
-    """Push the worker's skills; unchanged files are skipped by the object store."""
+    """Push the worker's skills, every file of each (``SKILL.md``, ``scripts/``…); unchanged files
+    are skipped by the object store."""
 
     name = "skills"
 
-    def __init__(self, services: Services, worker: str, skills: list[str], **kwargs: Any) -> None:
+    def __init__(self, services: Services, worker: str, skills: list[str], *, team: str | None = None,
+                 leader: bool = False, **kwargs: Any) -> None:
         super().__init__(services, worker, **kwargs)
         self.skills = skills
+        self.team = team
+        self.leader = leader
 
     async def do(self, ctx: StepContext) -> Outcome:
-        if not self.skills:
+        leader_skill = await self._leader_skill(ctx)
+        if not self.skills and leader_skill is None:
             return Skipped("no skills asked for")
         unknown = sorted(set(self.skills) - set(builtin_skills()))
         if unknown:
@@ -300,9 +307,40 @@ class Skills(WorkerStep):
         written = 0
         async with ctx.external("storage"):
             for skill in sorted(set(self.skills)):
-                data = SKILLS.joinpath(skill, "SKILL.md").read_bytes()
-                written += await self.services.objects.put(f"{prefix}skills/{skill}/SKILL.md", data)
-        return Done({"skills": sorted(set(self.skills)), "written": written})
+                for path, data in skill_files(skill):
+                    written += await self.services.objects.put(f"{prefix}skills/{skill}/{path}", data)
+            if leader_skill is not None:
+                written += await self.services.objects.put(f"{prefix}skills/{LEADER_SKILL}/SKILL.md", leader_skill)
+        pushed = sorted({*self.skills, *([LEADER_SKILL] if leader_skill is not None else [])})
+        return Done({"skills": pushed, "written": written})
+
+    async def _leader_skill(self, ctx: StepContext) -> bytes | None:
+        """A leader's ``team-operations`` skill, with its team and quota filled in."""
+        template = self.services.leader_skill
+        if not self.leader or self.team is None or template is None:
+            return None
+        row = await ctx.store.teams.get(self.team)
+        limit = row.max_workers if row is not None and row.max_workers is not None \
+            else self.services.config.team_limit(self.team)
+        quota = f"{limit} workers" if limit is not None else "none set (ask an admin to set one)"
+        return template.replace("{team}", self.team).replace("{quota}", quota).encode()
+
+
+def skill_files(skill: str) -> list[tuple[str, bytes]]:
+    """Every file of a shipped skill, by path inside the skill, sorted (caches excluded)."""
+    found: list[tuple[str, bytes]] = []
+
+    def walk(node: Traversable, path: str) -> None:
+        for entry in sorted(node.iterdir(), key=lambda e: e.name):
+            if entry.name.startswith((".", "__")):
+                continue
+            if entry.is_dir():
+                walk(entry, f"{path}{entry.name}/")
+            else:
+                found.append((f"{path}{entry.name}", entry.read_bytes()))
+
+    walk(SKILLS.joinpath(skill), "")
+    return found
 
 
 def check_env(services: Services, params: Mapping[str, Any]) -> None:
@@ -313,10 +351,12 @@ def check_env(services: Services, params: Mapping[str, Any]) -> None:
 
 
 def worker_spec(services: Services, worker: str, params: Mapping[str, Any], storage: StorageAccess) -> WorkerSpec:
-    """What the backend runs: the image, and the environment that tells the worker where its files
-    are, with the worker's own key (``storage``), never the bot's."""
-    env = {**dict(params.get("env", {})), **worker_env(storage, worker)}
-    command = params.get("command")
+    """What the backend runs: its runtime's command and image, and the environment that tells the
+    worker where its files are, with the worker's own key (``storage``), never the bot's (the
+    runtime's variables win over the user's ``--env``)."""
+    runtime = profile_of(params)
+    env = {**dict(params.get("env", {})), **runtime.env(services.config, storage, worker)}
+    command = params.get("command") or runtime.command(services.config)
     defaults = services.config.backend.resources
     cpus, memory = str(params.get("cpus") or defaults.cpus), str(params.get("memory") or defaults.memory)
     return WorkerSpec(name=worker, image=str(params["image"]), env=env,
@@ -371,15 +411,20 @@ class Runtime(WorkerStep):
 
 
 class Ready(WorkerStep):
-    """Wait until the worker is up: its agent reports a sync after this start, or (``ready_check:
-    running``) its runtime merely runs. Joining the room proves nothing: the room step joins the
-    worker's account itself, as runtimes that do not auto-join need."""
+    """Wait until the worker is up, as its runtime's profile judges it: the reference agent reports
+    a sync after this start, OpenClaw's gateway answers its health check. Joining the room proves
+    nothing: the room step joins the worker's account itself, as runtimes that do not auto-join need."""
 
     name = "ready"
+    interval = 0.2
 
     async def do(self, ctx: StepContext) -> Outcome:
-        settings = self.services.config
-        deadline = time.monotonic() + settings.lifecycle.ready_timeout
+        config = self.services.config
+        row = await ctx.store.workers.get(self.worker)
+        runtime = profile_of(row.spec if row is not None else {})
+        timeout = runtime.ready_timeout(config)
+        deadline = time.monotonic() + timeout
+        detail = ""
         backend = await self.backend()
         while True:
             async with ctx.external("backend"):
@@ -388,28 +433,20 @@ class Ready(WorkerStep):
                 raise PermanentError(f"the worker's runtime failed: {status.detail or 'no detail'}; "
                                      f"see !worker logs {self.worker}")
             if status.state is WorkerState.RUNNING:
-                if settings.backend.ready_check == "running":
-                    return Done({"ready": "running"})
-                synced = await self._synced_at(ctx)
-                if synced is not None and (status.started_at is None or synced >= status.started_at):
-                    return Done({"ready": "agent", "synced_at": synced.isoformat()})
+                probe_ctx = ReadyContext(self.worker, backend, self.services.objects, status.started_at)
+                async with ctx.external("worker"):
+                    probe = await runtime.probe(config, probe_ctx)
+                if probe.ready:
+                    return Done({"ready": runtime.name})
+                detail = probe.detail
             if time.monotonic() > deadline:
                 raise PermanentError(
-                    f"{self.worker} did not become ready within {settings.lifecycle.ready_timeout:.0f}s "
-                    f"(runtime {status.state}); see !worker logs {self.worker}"
+                    f"{self.worker} did not become ready within {timeout:.0f}s "
+                    f"(runtime {runtime.name}: {status.state}{', ' + detail if detail else ''}); "
+                    f"see !worker logs {self.worker}"
                 )
             async with ctx.external("worker"):  # waiting for the worker to boot is the worker's time
-                await asyncio.sleep(0.2)
-
-    async def _synced_at(self, ctx: StepContext) -> datetime | None:
-        key = f"{names.worker_prefix(self.worker)}{ACTIVITY}"
-        try:
-            async with ctx.external("storage"):
-                record = json.loads(await self.services.objects.get(key))
-        except (NotFoundError, ValueError):
-            return None
-        value = record.get("synced_at") if isinstance(record, dict) else None
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
+                await asyncio.sleep(self.interval if runtime.name == "reference" else 2.0)
 
 
 class Record(WorkerStep):

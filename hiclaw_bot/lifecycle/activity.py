@@ -21,8 +21,8 @@ from hiclaw_bot.agent.mentions import Identity, mentions
 from hiclaw_bot.clients.errors import ClientError, NotFoundError
 from hiclaw_bot.engine import Clock
 from hiclaw_bot.flows import names
+from hiclaw_bot.flows.runtimes.reference import ACTIVITY
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.flows.worker_steps import ACTIVITY
 from hiclaw_bot.lifecycle.rooms import RoomIndex, SeenMessage
 
 log = logging.getLogger("hiclaw_bot.lifecycle")

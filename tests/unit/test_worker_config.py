@@ -28,7 +28,9 @@ from hiclaw_bot.flows.worker_config import (
 )
 from hiclaw_bot.types import RoomId, TeamName, UserId, WorkerName
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent / "golden" / "openclaw-2026.9.6"
+"""Per runtime version: the files as OpenClaw 2026.9.6 reads them (the reference agent reads the
+same ``openclaw.json``, and ``test_openclaw_validates`` has OpenClaw itself check each one)."""
 ACCESS_TOKEN = "syt_YWxpY2U_matrix-access-token"
 GATEWAY_KEY = "gw-key-alice-5c1f0e9d8b7a6"
 
@@ -65,7 +67,12 @@ LEADER = WorkerConfigSpec(
 )
 
 
-@pytest.mark.parametrize(("case", "spec"), [("worker", WORKER), ("team_leader", LEADER)])
+LOCAL_WORKER = dataclasses.replace(WORKER, gateway_port=31234)
+"""As on the process backend, where workers share the host's ports and each has its own."""
+CASES = [("worker", WORKER), ("team_leader", LEADER), ("worker_local_port", LOCAL_WORKER)]
+
+
+@pytest.mark.parametrize(("case", "spec"), CASES)
 def test_golden_files(case: str, spec: WorkerConfigSpec) -> None:
     rendered = render_worker_config(spec)
     directory = GOLDEN / case

@@ -47,6 +47,7 @@ async def test_a_worker_lives_and_leaves_nothing_behind(stack: Stack) -> None:
 
     await run(stack, CREATE, worker, skills=["file-sync"], **params)
     assert (stack.objects_dir / f"agents/{worker}/skills/file-sync/SKILL.md").exists()
+    assert (stack.objects_dir / f"agents/{worker}/skills/file-sync/scripts/hiclaw-sync.sh").exists()
     row = await stack.store.workers.get(worker)
     assert row is not None
     assert row.state == "Running"

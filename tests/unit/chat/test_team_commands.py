@@ -151,7 +151,8 @@ async def test_a_good_create_starts_one_operation(world: Dispatcher, outbox: Rec
     [op] = await ops(store)
     assert (op.kind, op.subject) == ("team.create", "team:red")
     assert op.params == {"name": "red", "leader": "lead", "workers": ["a", "b"], "model": "qwen-max",
-                         "image": op.params["image"], "adopt": [], "max_workers": None}
+                         "image": op.params["image"], "adopt": [], "max_workers": None,
+                         "runtime": "reference", "leader_runtime": "reference"}
 
 
 async def test_add_and_remove(world: Dispatcher, outbox: RecordingOutbox, store: Store) -> None:
