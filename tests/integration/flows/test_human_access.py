@@ -122,7 +122,8 @@ async def test_a_team_human_is_answered_by_its_team_and_ignored_by_another(stack
 
     # In a room both leaders share, bob's mention of the blue leader is ignored: the owner's later
     # mention is answered, and the agent handles a room's events in order.
-    shared = (await matrix.ensure_room(unique("shared"), name="shared", invite=[UserId(stack.owner_id), bob.user_id],
+    shared = (await matrix.ensure_room(unique("shared"), name="shared",
+                                       invite=[UserId(stack.owner_id), bob.user_id, red_id, blue_id],
                                        power_users={UserId(stack.owner_id): 100})).room_id
     for worker in (red_lead, blue_lead):
         token = await stack.store.secrets.get(workers.subject(worker), ACCESS_TOKEN)
