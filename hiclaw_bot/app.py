@@ -74,7 +74,7 @@ async def running(config: Config) -> AsyncIterator[App]:
             register_gc_flow(engine, services)
             registry = default_registry()
             register_worker_commands(registry, services)
-            register_team_commands(registry, config)
+            register_team_commands(registry, config, services.gateway)
             register_human_commands(registry, services)
             register_audit_command(registry)
             register_gc_command(registry, services)

@@ -12,9 +12,11 @@ from typing import Any
 
 from hiclaw_bot.chat.arguments import INT, NAME, TEXT, ListOf, flag, option, positional
 from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.models import model_refusal
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, table
 from hiclaw_bot.chat.resolve import team_worker_limit
+from hiclaw_bot.clients.higress import HigressClient
 from hiclaw_bot.config import Config
 from hiclaw_bot.flows import team as flows
 from hiclaw_bot.flows import worker as worker_flows
@@ -22,8 +24,9 @@ from storage import Team, Worker
 
 
 class TeamCommands:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, gateway: HigressClient | None = None) -> None:
         self.config = config
+        self.gateway = gateway
 
     async def _team(self, ctx: CommandContext) -> Team | Reply:
         name = ctx.args.get("name", str)
@@ -69,9 +72,9 @@ class TeamCommands:
             return Reply.of(f"Worker(s) {', '.join(f'`{w}`' for w in existing)} already exist. Add `--adopt` to "
                             f"take them into the team as they are, or choose other names.")
         model = ctx.args.optional("model", str) or self.config.quotas.default_model
-        allowed = self.config.quotas.allowed_models
-        if allowed and model not in allowed:
-            return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(allowed)}.")
+        refusal = await model_refusal(self.config, self.gateway, model)
+        if refusal is not None:
+            return refusal
         max_workers = ctx.args.optional("max_workers", int)
         limit = max_workers if max_workers is not None else team_worker_limit(self.config, name, None)
         refusal = await self._quota(ctx, name, size=1 + len(members), new=1 + len(members) - len(existing),
@@ -189,8 +192,9 @@ def _row(worker: Worker, team: Team) -> list[str]:
     return [worker.name, "leader" if worker.name == team.leader else "worker", worker.state, worker.model or "–"]
 
 
-def register_team_commands(registry: Registry, config: Config) -> None:
-    commands = TeamCommands(config)
+def register_team_commands(registry: Registry, config: Config, gateway: HigressClient | None = None) -> None:
+    """``gateway``, when given, is asked which models its AI route serves (see :mod:`hiclaw_bot.chat.models`)."""
+    commands = TeamCommands(config, gateway)
     team = positional("name", NAME, "the team")
     target = TargetSpec("team", "name")
     registry.command(

@@ -15,6 +15,7 @@ from typing import Any
 from backends import BackendError, ExecTimeout, WorkerState
 from hiclaw_bot.chat.arguments import INT, NAME, PAIR, TEXT, Integer, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.models import model_refusal
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
@@ -68,8 +69,9 @@ class WorkerCommands:
         if await ctx.store.workers.get(name) is not None:
             return Reply.of(f"A worker named `{name}` already exists: `!worker status {name}`.")
         model = ctx.args.optional("model", str) or quotas.default_model
-        if quotas.allowed_models and model not in quotas.allowed_models:
-            return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(quotas.allowed_models)}.")
+        refusal = await model_refusal(self.config, self.services.gateway, model)
+        if refusal is not None:
+            return refusal
         team = ctx.args.optional("team", str)
         team_row = await ctx.store.teams.get(team) if team is not None else None
         if team is not None and team_row is None:
@@ -224,9 +226,10 @@ class WorkerCommands:
             changes["env"] = {**dict(row.spec.get("env") or {}), **dict(env)}
         if not changes:
             return Reply.of("Nothing to change: give `--model`, `--image` or `--env KEY=VALUE`.")
-        allowed = self.config.quotas.allowed_models
-        if "model" in changes and allowed and changes["model"] not in allowed:
-            return Reply.of(f"Model `{changes['model']}` is not allowed here; allowed: {', '.join(allowed)}.")
+        refusal = await model_refusal(self.config, self.services.gateway, changes["model"]) \
+            if "model" in changes else None
+        if refusal is not None:
+            return refusal
         params = {**_spec(row), **changes, "name": row.name}
         await ctx.start(flows.UPDATE, flows.subject(row.name), params)
         return None
