@@ -68,6 +68,9 @@ class Command:
     raw: str | None = None
     """The metavar of raw argv after ``--`` (``COMMAND…``); None: the command takes none."""
     aliases: tuple[str, ...] = ()
+    precheck: Handler | None = None
+    """For a confirmed command: run before asking for ``!confirm``; a reply refuses at once (nobody
+    confirms something that would then be refused)."""
 
     @property
     def name(self) -> str:
@@ -114,7 +117,8 @@ class Registry:
 
     def command(self, noun: str, verb: str | None = None, *, summary: str, handler: Handler,
                 permission: Permission | None = None, args: Sequence[Arg] = (), target: TargetSpec | None = None,
-                confirm: str | None = None, raw: str | None = None, aliases: Iterable[str] = ()) -> Command:
+                confirm: str | None = None, raw: str | None = None, aliases: Iterable[str] = (),
+                precheck: Handler | None = None) -> Command:
         """Register a command; ``aliases`` are whole phrases (``"worker ls"``, ``"h"``).
 
         ``permission`` defaults to the command's row in :data:`~hiclaw_bot.chat.permissions.COMMANDS`;
@@ -125,7 +129,7 @@ class Registry:
         if permission is None:
             raise ValueError(f"!{name}: give a permission (it has no row in permissions.COMMANDS)")
         command = Command(noun, verb, summary, handler, permission, tuple(args), target, confirm, raw,
-                          tuple(aliases))
+                          tuple(aliases), precheck)
         _check(command)
         phrases = [tuple(command.name.split())] + [tuple(a.split()) for a in command.aliases]
         for phrase in phrases:

@@ -234,16 +234,23 @@ class WorkerCommands:
         await ctx.start(flows.UPDATE, flows.subject(row.name), params)
         return None
 
-    async def delete(self, ctx: CommandContext) -> Reply | None:
+    async def delete_refusal(self, ctx: CommandContext) -> Reply | None:
+        """Why ``!worker delete`` cannot go ahead (checked before asking for ``!confirm`` and again after)."""
         name = ctx.args.get("name", str)
-        row = await ctx.store.workers.get(name)
-        holder = await ctx.store.ops.holder(flows.subject(name))
-        if row is None and holder is None:
+        if await ctx.store.workers.get(name) is None and await ctx.store.ops.holder(flows.subject(name)) is None:
             return Reply.of(f"There is no worker named `{name}`.")
         led = [t.name for t in await ctx.store.teams.all() if t.leader == name]
         if led:
             return Reply.of(f"`{name}` leads team `{led[0]}`; delete the team first: "
                             f"`!team delete {led[0]} --with-workers` deletes it with its workers.")
+        return None
+
+    async def delete(self, ctx: CommandContext) -> Reply | None:
+        refusal = await self.delete_refusal(ctx)
+        if refusal is not None:
+            return refusal
+        name = ctx.args.get("name", str)
+        row = await ctx.store.workers.get(name)
         params = {**(_spec(row) if row else {}), "name": name}
         await ctx.start(flows.DELETE, flows.subject(name), params)
         return None
@@ -289,8 +296,9 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
                      args=[worker, option("model", TEXT, "the new model"), option("image", TEXT, "the new image"),
                            option("env", PAIR, "set an environment variable", many=True)])
     registry.command("worker", "delete", summary="Delete a worker and everything made for it",
-                     handler=commands.delete, target=target, args=[worker],
-                     confirm="deletes worker {name}: its runtime, files, gateway access and room alias")
+                     handler=commands.delete, target=target, args=[worker], precheck=commands.delete_refusal,
+                     confirm="deletes worker {name}: its runtime, files, gateway access and room alias; "
+                             "a team member also leaves its team")
     registry.command("worker", "logs", summary="The end of a worker's logs", handler=commands.logs,
                      target=target, args=[worker, option("tail", INT, "how many lines", default=50)])
     registry.command("worker", "exec", summary="Run a command inside a worker (admins only)",
