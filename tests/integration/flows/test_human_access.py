@@ -147,6 +147,11 @@ async def test_per_worker_access_follows_the_human_and_leaves_with_it(stack: Sta
     assert bob.user_id in allowed(stack, ann), "a worker made before the human allows it once granted"
     assert bob.user_id not in allowed(stack, cal)
     assert await matrix.membership(await room_of(stack, ann), bob.user_id) == "invite"
+    # ann's agent runs already: it reads its allow list again when bob, not yet in it, mentions it.
+    ann_room, ann_id = await room_of(stack, ann), names.user_id(ann, stack.config.matrix.server_name)
+    await bob.client.join(ann_room)
+    asked = await bob.client.send_text(ann_room, f"{ann_id}: may I?", txn_id=unique("txn"))
+    assert await wait_answered(bob.client, ann_room, ann_id, asked), (await stack.services.backend.logs(ann))[-2000:]
 
     await run(stack, humans.INVITE, humans.subject(bob.name), {"name": bob.name, "teams": None, "workers": [cal]})
     assert bob.user_id not in allowed(stack, ann)
