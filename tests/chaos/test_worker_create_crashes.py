@@ -10,6 +10,7 @@ killed bot would be a second one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -78,13 +79,17 @@ def agent_processes(worker: str | None) -> list[psutil.Process]:
 
 
 @pytest.fixture(autouse=True)
-def no_agent_left_behind() -> Iterator[None]:
-    """Whatever a test's workers left running (a failed assertion included) is stopped after it."""
-    before = {proc.pid for proc in agent_processes(None)}
+def no_agent_left_behind(tmp_path: Path) -> Iterator[None]:
+    """Whatever a test's workers left running (a failed assertion included) is stopped after it.
+
+    Only this test's: agents whose object store is under its ``tmp_path``. Other agents on the
+    machine (another test session's, a dev stack's) started meanwhile are not ours to stop.
+    """
     yield
     for proc in agent_processes(None):
-        if proc.pid not in before:
-            proc.terminate()
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if proc.environ().get("HICLAW_FS_DIR", "").startswith(str(tmp_path)):
+                proc.terminate()
 
 
 async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path, worker: str,
