@@ -188,8 +188,10 @@ def run(config_path: Path) -> None:
 @click.option("--user", "user_id", help="Send as this Matrix user (default: the first admin of the config).")
 @click.option("--password", envvar="HICLAW_SAY_PASSWORD", help="Its password (default: matrix.admin_password).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the final answer.")
+@click.option("--room", help="Send TEXT in this room (id or alias) instead, and print the first reply to it "
+                             "(a worker's, when TEXT mentions it).")
 def say(config_path: Path, data_dir: Path | None, text: str, user_id: str | None, password: str | None,
-        timeout: float) -> None:
+        timeout: float, room: str | None) -> None:
     """Send TEXT to the bot in a direct message and print its answers until the final one."""
     # Imported here: the Matrix client library is slow to import, and only this command needs it.
     from hiclaw_bot.chat.say import BotMessage, SayError
@@ -206,11 +208,14 @@ def say(config_path: Path, data_dir: Path | None, text: str, user_id: str | None
 
     def show(message: BotMessage) -> None:
         label = "[dim]updated[/dim]" if message.edited else ("[bold]bot[/bold]" if message.final else "[dim]bot[/dim]")
+        if room is not None:
+            label = f"[bold]{message.sender}[/bold]"
         console.print(label)
         console.print(message.text, markup=False, highlight=False)
 
     try:
-        finished = asyncio.run(talk(config, text, user_id=user_id, password=password, within=timeout, show=show))
+        finished = asyncio.run(talk(config, text, user_id=user_id, password=password, within=timeout, show=show,
+                                    room=room))
     except SayError as exc:
         errors.print(f"[red]say failed[/red]: {exc}")
         sys.exit(1)

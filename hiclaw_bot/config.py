@@ -286,7 +286,7 @@ class QuotaConfig(_Model):
     """Default per-team limit; ``teams.<name>.max_workers`` overrides it."""
     teams: dict[str, TeamQuota] = Field(default_factory=dict)
     allowed_models: list[str] = Field(default_factory=list)
-    """Empty: any model."""
+    """Empty: the models the gateway's AI routes serve, asked of the console (any, if they name none)."""
     default_model: str = "qwen-max"
 
     @model_validator(mode="after")

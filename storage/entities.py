@@ -136,7 +136,7 @@ class TeamsRepo(Repo):
             await t.execute("DELETE FROM teams WHERE name = ?", (name,))
 
 
-_HUMAN_COLUMNS = frozenset({"user_id", "level", "email", "teams", "display_name", "state"})
+_HUMAN_COLUMNS = frozenset({"user_id", "level", "email", "teams", "workers", "display_name", "state"})
 
 
 class HumansRepo(Repo):

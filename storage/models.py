@@ -188,6 +188,8 @@ class Human:
     teams: list[str] = field(default_factory=list)
     display_name: str | None = None
     state: str = "active"
+    workers: list[str] = field(default_factory=list)
+    """Workers it may talk to besides those its level grants (``--workers``)."""
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -196,7 +198,7 @@ class Human:
         return cls(
             name=row["name"], user_id=row["user_id"], level=row["level"], email=row["email"],
             teams=_json(row["teams"], []), display_name=row["display_name"], state=row["state"],
-            created_at=row["created_at"], updated_at=row["updated_at"],
+            workers=_json(row["workers"], []), created_at=row["created_at"], updated_at=row["updated_at"],
         )
 
 

@@ -7,6 +7,8 @@ written around that, which is why it drives ``sync`` itself instead of using nio
 
 * **Re-reading the config.** ``openclaw.json`` is read again every 30 s (between long-polls of
   10 s). A changed homeserver, user or token starts a new login; changed allow lists apply at once.
+  A mention from someone not in the allow lists makes the agent read it at once (at most every
+  2 s) before ignoring the mention: that someone may be a person the bot has just given access.
 * **A rejected token** (``M_UNKNOWN_TOKEN`` on any call) stops the session; the agent then polls
   its config until the token in it changes, and carries on where it was.
 * **Nothing is answered twice, nothing is lost.** The sync position only moves on after a batch
@@ -65,6 +67,8 @@ class Timing:
     """The least time between two writes of ``activity.json``."""
     max_backoff: float = 10.0
     """The longest wait before trying an unreachable homeserver again."""
+    stranger_reread: float = 2.0
+    """The least time between two reads of ``openclaw.json`` for mentions from senders not in its allow lists."""
 
 
 class _TokenRejected(Exception):
@@ -119,6 +123,13 @@ def _new_client(settings: MatrixSettings) -> nio.AsyncClient:
     return client
 
 
+def _stranger_mentions(identity: Identity, settings: MatrixSettings, response: nio.SyncResponse) -> bool:
+    """Whether the batch holds a mention of the agent by someone not in its allow lists."""
+    return any(isinstance(event, nio.RoomMessageText) and event.sender not in settings.allowed
+               and event.sender != identity.user_id and mentions(identity, event.source.get("content") or {})
+               for room in response.rooms.join.values() for event in room.timeline.events)
+
+
 class Agent:
     """One worker's agent: ``await Agent(name, store).run()`` serves until cancelled."""
 
@@ -131,6 +142,7 @@ class Agent:
         self._since: str | None = None
         self._done = _Recent()
         self._user_id: UserId | None = None
+        self._next_stranger_read = 0.0
 
     def __repr__(self) -> str:
         return f"Agent(worker={self.worker!r})"
@@ -200,6 +212,7 @@ class Agent:
             try:
                 response = await client.sync(timeout=int(self._timing.long_poll * 1000), since=self._since)
                 if isinstance(response, nio.SyncResponse):
+                    settings = await self._recheck(identity, settings, response)
                     await self._handle(client, identity, settings, response)
                     if self._since is None:
                         self._activity.synced()
@@ -224,6 +237,19 @@ class Agent:
         except (ClientError, SettingsError) as exc:
             logger.warning("could not read %s again: %s", openclaw_key(self.worker), exc)
             return None
+
+    async def _recheck(self, identity: Identity, settings: MatrixSettings,
+                       response: nio.SyncResponse) -> MatrixSettings:
+        """The allow lists read again when someone outside them mentions the agent (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_stranger_read or not _stranger_mentions(identity, settings, response):
+            return settings
+        self._next_stranger_read = loop.time() + self._timing.stranger_reread
+        fresh = await self._reread()
+        if fresh is None or not fresh.same_login(settings) or fresh.allowed == settings.allowed:
+            return settings  # a new login waits for the regular re-read, which starts it cleanly
+        logger.info("allow lists updated: %s", ", ".join(sorted(fresh.allowed)) or "nobody")
+        return fresh
 
     async def _wait_for_new_login(self, rejected: MatrixSettings) -> MatrixSettings:
         # The bot writes the new login before it revokes the old one: the first look often finds it.

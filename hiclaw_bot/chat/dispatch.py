@@ -177,11 +177,14 @@ class Dispatcher:
                 and await self.store.ops.holder(f"{target.kind}:{target.name}") is None:
             return Answer(Reply.of(f"There is no {target.kind} named `{target.name}`. "
                                    f"`!{target.kind} list` shows them."), "not-found", command.name, subject)
-        if command.confirm is not None and not confirmed:
-            return self._ask_confirmation(message, command, invocation, args.values, subject)
         ctx = CommandContext(command=command, args=args, argv=invocation.raw or (), actor=actor, message=message,
                              config=self.config, store=self.store, engine=self.engine, resolver=self.resolver,
                              host=self, state=state, confirmed=confirmed)
+        if command.confirm is not None and not confirmed:
+            refusal = await command.precheck(ctx) if command.precheck is not None else None
+            if refusal is not None:
+                return Answer(refusal, "done", command.name, subject)
+            return self._ask_confirmation(message, command, invocation, args.values, subject)
         try:
             reply = await command.handler(ctx)
         except SubjectBusy as exc:

@@ -60,7 +60,7 @@ class HumanCommands:
         if ctx.config.matrix.registration.mode == "appservice":
             return Reply.of("Human accounts need passwords, which appservice registration cannot give; "
                             "configure matrix.registration as `token` or `shared_secret`.")
-        refusal = await self._unknown_teams(ctx)
+        refusal = await self._unknown_teams(ctx) or await self._bad_workers(ctx, ctx.args.get("level", str))
         if refusal is not None:
             return refusal
         display_name = ctx.args.optional("display_name", str)
@@ -76,28 +76,31 @@ class HumanCommands:
                             "send the command there, or add `--email ADDRESS`.")
         params: dict[str, Any] = {
             "name": name, "level": ctx.args.get("level", str), "teams": ctx.args.values.get("teams") or [],
-            "email": email, "display_name": display_name,
+            "workers": ctx.args.values.get("workers") or [], "email": email, "display_name": display_name,
         }
         await ctx.start(flows.CREATE, flows.subject(name), params)
         return None
 
     async def invite(self, ctx: CommandContext) -> Reply | None:
         name = ctx.args.get("name", str)
-        if await ctx.store.humans.get(name) is None:
+        row = await ctx.store.humans.get(name)
+        if row is None:
             return Reply.of(f"There is no human named `{name}`. `!human list` shows them.")
-        refusal = await self._unknown_teams(ctx)
+        refusal = await self._unknown_teams(ctx) or await self._bad_workers(ctx, row.level)
         if refusal is not None:
             return refusal
-        teams = ctx.args.values.get("teams")
-        await ctx.start(flows.INVITE, flows.subject(name), {"name": name, "teams": teams or None})
+        teams, workers = ctx.args.values.get("teams"), ctx.args.values.get("workers")
+        await ctx.start(flows.INVITE, flows.subject(name), {"name": name, "teams": teams or None,
+                                                             "workers": workers or None})
         return None
 
     async def list(self, ctx: CommandContext) -> Reply:
         rows = await ctx.store.humans.all()
         if not rows:
             return Reply.of("No humans yet. Add one with `!human create USER`.")
-        return table(["name", "user", "level", "teams", "email", "state"],
-                     [[h.name, h.user_id, h.level, ", ".join(h.teams) or "–", h.email or "–", h.state] for h in rows],
+        return table(["name", "user", "level", "teams", "workers", "email", "state"],
+                     [[h.name, h.user_id, h.level, ", ".join(h.teams) or "–", ", ".join(h.workers) or "–",
+                       h.email or "–", h.state] for h in rows],
                      title=f"{len(rows)} human(s)")
 
     async def delete(self, ctx: CommandContext) -> Reply | None:
@@ -114,6 +117,20 @@ class HumanCommands:
             return Reply.of(f"Unknown team(s): {', '.join(unknown)}. `!team list` shows them.")
         return None
 
+    async def _bad_workers(self, ctx: CommandContext, level: str) -> Reply | None:
+        """``--workers`` names existing workers, and only for a ``team`` human (an admin talks to
+        every worker already, a viewer to none)."""
+        workers: list[str] = ctx.args.values.get("workers") or []
+        if not workers:
+            return None
+        if level != "team":
+            return Reply.of(f"`--workers` is for a human of level `team`: an `{level}` human talks to "
+                            + ("every worker already." if level == "admin" else "no worker (it reads only)."))
+        unknown = [worker for worker in workers if await ctx.store.workers.get(worker) is None]
+        if unknown:
+            return Reply.of(f"Unknown worker(s): {', '.join(unknown)}. `!worker list` shows them.")
+        return None
+
     async def _direct_chat(self, ctx: CommandContext) -> bool:
         """Whether the room holds the sender and the bot alone, nobody else even invited, and is not one of ours."""
         if await ctx.resolver.known_room(ctx.room_id):
@@ -127,6 +144,7 @@ def register_human_commands(registry: Registry, services: Services) -> None:
     target = TargetSpec("human", "name")
     human = positional("name", NAME, "the account's user name (its Matrix localpart)")
     teams = option("teams", ListOf(NAME), "the teams whose rooms it joins")
+    workers = option("workers", ListOf(NAME), "workers it may talk to besides its teams' (level team)")
     registry.command(
         "human", "create", permission=Permission.MANAGE,
         summary="Add a human member: account, rooms by level, credentials",
@@ -134,12 +152,13 @@ def register_human_commands(registry: Registry, services: Services) -> None:
         args=[human, option("email", Email(), "mail the credentials there (else: to you, in this direct chat)"),
               option("level", Choice(*LEVELS),
                      "admin: every room; team: its teams' rooms; viewer (the default): reads only", default="viewer"),
-              teams, option("display_name", TEXT, "the name others see")],
+              teams, workers, option("display_name", TEXT, "the name others see")],
     )
     registry.command("human", "invite", permission=Permission.MANAGE,
                      summary="Invite a human again to the rooms of its level",
-                     handler=commands.invite, target=target, args=[human, option("teams", ListOf(NAME),
-                                                                                 "replace its teams first")])
+                     handler=commands.invite, target=target,
+                     args=[human, option("teams", ListOf(NAME), "replace its teams first"),
+                           option("workers", ListOf(NAME), "replace the workers it may talk to first")])
     registry.command("human", "list", permission=Permission.MANAGE,
                      summary="All human members", handler=commands.list, aliases=("humans",))
     registry.command("human", "delete", permission=Permission.MANAGE,

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hiclaw_bot.chat.replies import JsonDict, Outbox, Reply, SendFailed, duration, edit, escape, notice
+from hiclaw_bot.chat.wording import doing, succeeded
 from hiclaw_bot.engine import Clock, Engine, EventKind, ProgressEvent, SystemClock
 from storage import Operation, StepRecord, Store
 
@@ -80,7 +81,7 @@ def _step_line(step: StepRecord, note: str | None) -> tuple[str, str, str]:
 def render(op: Operation, steps: Sequence[StepRecord], notes: Mapping[str, str] | None = None) -> Reply:
     """The progress message: a headline, then one line (or table row) per step."""
     notes = notes or {}
-    headline = f"{_HEADLINE.get(op.state, op.state)}: {op.kind} {op.subject} (operation {op.op_id})"
+    headline = f"{_HEADLINE.get(op.state, op.state)}: {doing(op)}"
     lines = [_step_line(s, notes.get(s.name)) for s in steps]
     text = "\n".join([headline, *(f"{icon} {name}{'  ' + took if took else ''}" for icon, name, took in lines)])
     rows = "".join(f"<tr><td>{icon}</td><td>{escape(name)}</td><td>{escape(took)}</td></tr>"
@@ -93,14 +94,13 @@ def render(op: Operation, steps: Sequence[StepRecord], notes: Mapping[str, str] 
 
 def render_result(op: Operation, steps: Sequence[StepRecord]) -> Reply:
     """The final message: what happened and, when it went wrong, what to do next."""
-    what = f"{op.kind} {op.subject} (operation {op.op_id})"
-    took = ""
-    if op.finished_at is not None:
-        took = f" in {duration(max(op.finished_at - op.created_at, 0))}"
+    what = doing(op)
+    elapsed = duration(max(op.finished_at - op.created_at, 0)) if op.finished_at is not None else None
+    took = f" in {elapsed}" if elapsed else ""
     if op.state == "succeeded":
         adopted = sum(1 for s in steps if s.adopted)
         extra = f"; {adopted} step(s) found already done" if adopted else ""
-        return Reply.of(f"✓ {what} succeeded{took}{extra}.")
+        return Reply.of(f"✓ {succeeded(op, elapsed)}{extra}")
     if op.state == "compensated":
         return Reply.of(f"↺ {what} was undone{took}: every completed step was reversed.")
     if op.state == "cancelled":

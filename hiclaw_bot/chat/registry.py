@@ -70,6 +70,9 @@ class Command:
     raw: str | None = None
     """The metavar of raw argv after ``--`` (``COMMAND…``); None: the command takes none."""
     aliases: tuple[str, ...] = ()
+    precheck: Handler | None = None
+    """For a confirmed command: run before asking for ``!confirm``; a reply refuses at once (nobody
+    confirms something that would then be refused)."""
 
     @property
     def name(self) -> str:
@@ -116,14 +119,15 @@ class Registry:
 
     def command(self, noun: str, verb: str | None = None, *, summary: str, handler: Handler,
                 permission: Permission, args: Sequence[Arg] = (), target: TargetSpec | None = None,
-                confirm: str | None = None, raw: str | None = None, aliases: Iterable[str] = ()) -> Command:
+                confirm: str | None = None, raw: str | None = None, aliases: Iterable[str] = (),
+                precheck: Handler | None = None) -> Command:
         """Register a command; ``aliases`` are whole phrases (``"worker ls"``, ``"h"``).
 
         ``permission`` is the command's only declaration of who may run it: ``!help``, the
         dispatcher's check and README's table (checked by a test) all read it from here.
         """
         command = Command(noun, verb, summary, handler, permission, tuple(args), target, confirm, raw,
-                          tuple(aliases))
+                          tuple(aliases), precheck)
         _check(command)
         phrases = [tuple(command.name.split())] + [tuple(a.split()) for a in command.aliases]
         for phrase in phrases:

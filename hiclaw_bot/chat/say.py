@@ -56,15 +56,19 @@ class BotMessage:
     edited: bool
     seen_at: float
     """``time.monotonic()`` when the sync delivered it."""
+    sender: str = ""
 
 
 class Conversation:
     """A user and the bot in one room; see the module docstring."""
 
-    def __init__(self, homeserver: str, user_id: str, bot_user_id: str, *, device_id: str = "HICLAW_SAY") -> None:
+    def __init__(self, homeserver: str, user_id: str, bot_user_id: str, *, device_id: str = "HICLAW_SAY",
+                 hear_all: bool = False) -> None:
+        """``hear_all``: hear everyone in the room, not only the bot (``say --room``, where a worker answers)."""
         self.client = new_client(homeserver, user_id, device_id)
         self.user_id = user_id
         self.bot_user_id = bot_user_id
+        self.hear_all = hear_all
         self.room_id: str | None = None
         self._heard: list[tuple[str, Mapping[str, Any], float]] = []
         self._more = asyncio.Event()
@@ -94,6 +98,13 @@ class Conversation:
         self._token = first.next_batch
         self._sync = asyncio.create_task(self._listen(), name="say-sync")
         return self.room_id
+
+    async def join(self, room: str) -> str:
+        """Join ``room`` (an id or alias; accepting an invitation works the same way); return its id."""
+        response = await self.client.join(room)
+        if not isinstance(response, nio.JoinResponse):
+            raise SayError(f"cannot join {room}: {getattr(response, 'message', response)}")
+        return str(response.room_id)
 
     async def send(self, text: str) -> str:
         """Send ``text`` as an ``m.text`` message; return its event id."""
@@ -162,7 +173,7 @@ class Conversation:
             room = response.rooms.join.get(self.room_id)
             for event in room.timeline.events if room is not None else []:
                 source = getattr(event, "source", None)
-                if isinstance(source, Mapping) and source.get("sender") == self.bot_user_id:
+                if isinstance(source, Mapping) and (self.hear_all or source.get("sender") == self.bot_user_id):
                     self._heard.append((str(source.get("event_id")), source, seen_at))
             self._more.set()
 
@@ -231,10 +242,18 @@ def _answer(event_id: str, event: Mapping[str, Any], command: str, ours: set[str
             return None
         return BotMessage(original, str(new.get("body", "")), _html(new), final=False, edited=True, seen_at=seen_at)
     marker = content.get(REPLY_KEY)
-    if not isinstance(marker, Mapping) or marker.get("command") != command:
+    sender = str(event.get("sender", ""))
+    if not isinstance(marker, Mapping):
+        # Not the bot's: a worker's reply to the message is its whole answer.
+        replied = relates.get("m.in_reply_to") if isinstance(relates, Mapping) else None
+        if isinstance(replied, Mapping) and replied.get("event_id") == command:
+            return BotMessage(event_id, str(content.get("body", "")), _html(content), final=True, edited=False,
+                              seen_at=seen_at, sender=sender)
+        return None
+    if marker.get("command") != command:
         return None
     return BotMessage(event_id, str(content.get("body", "")), _html(content), final=bool(marker.get("final")),
-                      edited=False, seen_at=seen_at)
+                      edited=False, seen_at=seen_at, sender=sender)
 
 
 def _html(content: Mapping[str, Any]) -> str | None:
@@ -243,8 +262,12 @@ def _html(content: Mapping[str, Any]) -> str | None:
 
 
 async def say(config: Config, text: str, *, user_id: str | None = None, password: str | None = None,
-              within: float = 120.0, show: Callable[[BotMessage], None] = print) -> bool:
+              within: float = 120.0, show: Callable[[BotMessage], None] = print, room: str | None = None) -> bool:
     """Send ``text`` to the bot as ``user_id`` (the first admin by default); show each answer.
+
+    With ``room`` (an id or alias), ``text`` goes there instead (joining it first, as a person
+    accepts an invitation), and the answer is the first reply to it from anyone: a worker's, when
+    ``text`` mentions one.
 
     Returns True when the final answer arrived, False when none came within ``within`` seconds.
     """
@@ -253,10 +276,10 @@ async def say(config: Config, text: str, *, user_id: str | None = None, password
     secret = password if password is not None else (
         matrix.admin_password.get_secret_value() if matrix.admin_password is not None else None)
     bot = f"@{matrix.bot.localpart}:{matrix.server_name}"
-    async with Conversation(matrix.homeserver, user, bot) as talk:
+    async with Conversation(matrix.homeserver, user, bot, hear_all=room is not None) as talk:
         try:
             await talk.login(password=secret)
-            await talk.open()
+            await talk.open(await talk.join(room) if room else None)
             command = await talk.send(text)
         except NETWORK_ERRORS as exc:
             raise SayError(f"cannot reach {matrix.homeserver}: {type(exc).__name__}") from None

@@ -12,6 +12,7 @@ from typing import Any
 
 from hiclaw_bot.chat.arguments import INT, NAME, TEXT, Choice, ListOf, flag, option, positional
 from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.models import model_refusal
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, table
@@ -29,7 +30,9 @@ class TeamCommands:
     def __init__(self, config: Config, services: Services | None = None) -> None:
         self.config = config
         self.services = services
-        """For the account check of new workers' names (None: left to the account step)."""
+        """For the account check of new workers' names (None: left to the account step), and the
+        gateway, asked which models its AI route serves (see :mod:`hiclaw_bot.chat.models`)."""
+        self.gateway = services.gateway if services is not None else None
 
     async def _team(self, ctx: CommandContext) -> Team | Reply:
         name = ctx.args.get("name", str)
@@ -80,9 +83,9 @@ class TeamCommands:
                 if taken is not None:
                     return Reply.of(taken[:1].upper() + taken[1:] + ".")
         model = ctx.args.optional("model", str) or self.config.quotas.default_model
-        allowed = self.config.quotas.allowed_models
-        if allowed and model not in allowed:
-            return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(allowed)}.")
+        refusal = await model_refusal(self.config, self.gateway, model)
+        if refusal is not None:
+            return refusal
         max_workers = ctx.args.optional("max_workers", int)
         limit = max_workers if max_workers is not None else team_worker_limit(self.config, name, None)
         refusal = await self._quota(ctx, name, size=1 + len(members), new=1 + len(members) - len(existing),

@@ -16,6 +16,7 @@ from backends import BackendError, ExecTimeout, InvalidSpec, WorkerState
 from backends.base import parse_quantity
 from hiclaw_bot.chat.arguments import NAME, PAIR, TEXT, Choice, Integer, ListOf, option, positional
 from hiclaw_bot.chat.context import CommandContext
+from hiclaw_bot.chat.models import model_refusal
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry, TargetSpec
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
@@ -79,8 +80,9 @@ class WorkerCommands:
         if taken is not None:
             return Reply.of(taken[:1].upper() + taken[1:] + ".")
         model = ctx.args.optional("model", str) or quotas.default_model
-        if quotas.allowed_models and model not in quotas.allowed_models:
-            return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(quotas.allowed_models)}.")
+        refusal = await model_refusal(self.config, self.services.gateway, model)
+        if refusal is not None:
+            return refusal
         team = ctx.args.optional("team", str)
         team_row = await ctx.store.teams.get(team) if team is not None else None
         if team is not None and team_row is None:
@@ -283,23 +285,31 @@ class WorkerCommands:
         changes.update(limits)
         if not changes:
             return Reply.of("Nothing to change: give `--model`, `--image`, `--env KEY=VALUE`, `--cpus` or `--memory`.")
-        allowed = self.config.quotas.allowed_models
-        if "model" in changes and allowed and changes["model"] not in allowed:
-            return Reply.of(f"Model `{changes['model']}` is not allowed here; allowed: {', '.join(allowed)}.")
+        refusal = await model_refusal(self.config, self.services.gateway, changes["model"]) \
+            if "model" in changes else None
+        if refusal is not None:
+            return refusal
         params = {**_spec(row), **changes, "name": row.name}
         await ctx.start(flows.UPDATE, flows.subject(row.name), params)
         return None
 
-    async def delete(self, ctx: CommandContext) -> Reply | None:
+    async def delete_refusal(self, ctx: CommandContext) -> Reply | None:
+        """Why ``!worker delete`` cannot go ahead (checked before asking for ``!confirm`` and again after)."""
         name = ctx.args.get("name", str)
-        row = await ctx.store.workers.get(name)
-        holder = await ctx.store.ops.holder(flows.subject(name))
-        if row is None and holder is None:
+        if await ctx.store.workers.get(name) is None and await ctx.store.ops.holder(flows.subject(name)) is None:
             return Reply.of(f"There is no worker named `{name}`.")
         led = [t.name for t in await ctx.store.teams.all() if t.leader == name]
         if led:
             return Reply.of(f"`{name}` leads team `{led[0]}`; delete the team first: "
                             f"`!team delete {led[0]} --with-workers` deletes it with its workers.")
+        return None
+
+    async def delete(self, ctx: CommandContext) -> Reply | None:
+        refusal = await self.delete_refusal(ctx)
+        if refusal is not None:
+            return refusal
+        name = ctx.args.get("name", str)
+        row = await ctx.store.workers.get(name)
         params = {**(_spec(row) if row else {}), "name": name}
         await ctx.start(flows.DELETE, flows.subject(name), params)
         return None
@@ -355,8 +365,9 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
                            option("env", PAIR, "set an environment variable", many=True), *_limit_options()])
     registry.command("worker", "delete", permission=Permission.PROVISION,
                      summary="Delete a worker and everything made for it",
-                     handler=commands.delete, target=existing, args=[worker],
-                     confirm="deletes worker {name}: its runtime, files, gateway access and room alias")
+                     handler=commands.delete, target=existing, args=[worker], precheck=commands.delete_refusal,
+                     confirm="deletes worker {name}: its runtime, files, gateway access and room alias; "
+                             "a team member also leaves its team")
     registry.command("worker", "logs", permission=Permission.OPERATE,
                      summary="The end of a worker's logs", handler=commands.logs,
                      target=target, args=[worker, option("tail", Integer(1, LOG_TAIL_MAX),

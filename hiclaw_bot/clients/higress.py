@@ -64,6 +64,9 @@ class AiRoute:
     version: str | None
     auth_enabled: bool
     allowed_consumers: tuple[str, ...]
+    models: tuple[str, ...] | None = None
+    """The model names the route serves (``qwen-*`` for a prefix), or None when it serves any:
+    from its ``modelPredicates`` and the names its upstreams' ``modelMapping`` maps."""
 
 
 @dataclass
@@ -179,6 +182,20 @@ class HigressClient:
         await _all(self._change(name, consumer, add=False) for name in names)
         logger.info("Higress consumer %s deauthorized on AI routes %s", consumer, names)
         return names
+
+    async def served_models(self, routes: Targets = "all") -> list[str] | None:
+        """The models ``routes`` serve together, sorted, or None when one of them serves any (or
+        there is no such route: nothing to go by)."""
+        wanted = _explicit(routes)
+        found = [r for r in await self.list_ai_routes() if wanted is None or r.name in wanted]
+        if not found:
+            return None
+        served: set[str] = set()
+        for route in found:
+            if route.models is None:
+                return None
+            served.update(route.models)
+        return sorted(served)
 
     async def _ai_route_names(self, routes: Targets) -> list[str]:
         wanted = _explicit(routes)
@@ -405,7 +422,27 @@ def _edited(current: Sequence[str], batch: Sequence[_Change]) -> list[str]:
 def _ai_route(data: Any) -> AiRoute:
     auth = (data.get("authConfig") if isinstance(data, dict) else None) or {}
     return AiRoute(name=data["name"], version=data.get("version"), auth_enabled=bool(auth.get("enabled")),
-                   allowed_consumers=tuple(auth.get("allowedConsumers") or ()))
+                   allowed_consumers=tuple(auth.get("allowedConsumers") or ()), models=_route_models(data))
+
+
+def _route_models(data: Any) -> tuple[str, ...] | None:
+    """What a route's ``modelPredicates`` (EXACT: a name, PRE: a prefix) and its upstreams'
+    ``modelMapping`` keys (``*`` maps any name) say it serves; None when nothing narrows it (or a
+    predicate we cannot read, such as a REGEX the console refuses anyway, leaves it open)."""
+    names: set[str] = set()
+    for predicate in data.get("modelPredicates") or []:
+        value, kind = str(predicate.get("matchValue") or ""), predicate.get("matchType")
+        if not value or kind not in ("EXACT", "PRE"):
+            return None
+        names.add(value if kind == "EXACT" else f"{value}*")
+    if names:
+        return tuple(sorted(names))  # the predicates decide which requests reach the route at all
+    for upstream in data.get("upstreams") or []:
+        mapping = upstream.get("modelMapping") or {}
+        if not mapping or "*" in mapping:
+            return None
+        names.update(str(key) for key in mapping)
+    return tuple(sorted(names)) or None
 
 
 def _error(method: str, path: str, reply: _Reply, secrets: Sequence[str]) -> ClientError:

@@ -775,8 +775,9 @@ class HigressConsoleSimulator:
             raise _ConsoleError(500, "weight", _NPE)
         elif sum(u["weight"] for u in upstreams) != 100:
             raise _ConsoleError(400, "The sum of upstream weights must be 100.")
-        predicates = [route.get("pathPredicate") or {}, *(route.get("modelPredicates") or [])]
-        if any(p.get("matchType") not in (None, "PRE") for p in predicates):
+        if (route.get("pathPredicate") or {}).get("matchType") not in (None, "PRE"):
+            raise _ConsoleError(400, "Unknown matchType")
+        if any(p.get("matchType") not in (None, "PRE", "EXACT") for p in route.get("modelPredicates") or []):
             raise _ConsoleError(400, "Unknown matchType")
         for upstream in upstreams:
             if upstream["provider"] not in self.providers:

@@ -63,6 +63,8 @@ BUCKET = "hiclaw-storage"
 S3_ACCESS_KEY = "hiclaw"
 CONSOLE_USER = "admin"
 AI_ROUTE = "default-ai-route"
+AI_ROUTE_MODELS = ("qwen-max", "qwen-plus", "qwen-turbo")
+"""The models the seed route serves (its ``modelPredicates``): what ``!worker create --model`` may name."""
 MCP_SERVERS: tuple[dict[str, Any], ...] = (
     {"name": "github", "type": "OPEN_API", "domains": [], "description": "GitHub tools (simulated)",
      "consumerAuthInfo": {"type": "key-auth", "enable": True, "allowedConsumers": []}},
@@ -361,7 +363,10 @@ class LocalStack:
         gateway = HigressConsoleSimulator(
             username=CONSOLE_USER, password=self._credentials["console_password"], initialized=True,
             providers=saved.get("providers", DEFAULT_PROVIDERS),
-            ai_routes=saved.get("ai_routes", [{**copy.deepcopy(DEFAULT_AI_ROUTES[0]), "name": AI_ROUTE}]),
+            ai_routes=saved.get("ai_routes", [{
+                **copy.deepcopy(DEFAULT_AI_ROUTES[0]), "name": AI_ROUTE,
+                "modelPredicates": [{"matchType": "EXACT", "matchValue": m, "caseSensitive": True}
+                                    for m in AI_ROUTE_MODELS]}]),
             mcp_servers=saved.get("mcp_servers", MCP_SERVERS),
         )
         gateway.consumers.update({c["name"]: c for c in saved.get("consumers", [])})

@@ -2,10 +2,12 @@
 
 ``human.create``::
 
-    register ─► account ─► profile ─► invites ─► deliver ─► record
+    register ─► account ─► profile ─► invites ─► workers ─► deliver ─► record
 
 ``human.invite`` changes the teams when asked and brings the rooms back to what the level grants
 (someone who left or declined is invited again; rooms of teams no longer theirs are taken away).
+Each ends by rendering the workers' allow lists again (``workers``), so who may talk to a
+worker follows the human's level, teams and ``--workers`` (:mod:`hiclaw_bot.flows.access`).
 ``human.delete`` kicks from every room the ledger says we invited to, deactivates an account we
 registered (an adopted one is only removed from our rooms), and forgets the row and secrets.
 
@@ -25,6 +27,7 @@ from hiclaw_bot.clients.mail import DisabledMailer, Mailer, SmtpMailer
 from hiclaw_bot.config import MailConfig
 from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.flows import names
+from hiclaw_bot.flows import worker as worker_flows
 from hiclaw_bot.flows.human_steps import (
     ACCOUNT,
     DELETING,
@@ -39,7 +42,9 @@ from hiclaw_bot.flows.human_steps import (
     adopted,
     revoke_all,
 )
+from hiclaw_bot.flows.rendering import push_config
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN
 from storage import Operation
 
 CREATE = "human.create"
@@ -90,23 +95,70 @@ def mailer_from_config(mail: MailConfig) -> Mailer:
 
 
 class SetTeams(HumanStep):
-    """Replace the human's teams (``human.invite --teams``) before the rooms follow them."""
+    """Replace the human's teams and workers (``human.invite --teams/--workers``) before the rooms
+    and allow lists follow them."""
 
     name = "teams"
 
-    def __init__(self, services: Services, human: HumanRef, teams: Sequence[str] | None) -> None:
+    def __init__(self, services: Services, human: HumanRef, teams: Sequence[str] | None,
+                 workers: Sequence[str] | None = None) -> None:
         super().__init__(services, human)
         self.teams = teams
+        self.workers = workers
 
     async def do(self, ctx: StepContext) -> Outcome:
         row = await ctx.store.humans.get(self.human.name)
         if row is None:
             raise PermanentError(f"no human named {self.human.name}")
-        if self.teams is None:
-            return Skipped("the teams stay as they are")
+        changes: dict[str, Any] = {}
+        if self.teams is not None:
+            changes["teams"] = list(self.teams)
+        if self.workers is not None:
+            changes["workers"] = list(self.workers)
+        if not changes:
+            return Skipped("the teams and workers stay as they are")
         await ctx.store.humans.upsert(self.human.name, user_id=row.user_id, level=row.level, state=row.state,
-                                      teams=list(self.teams))
-        return Done({"teams": list(self.teams)})
+                                      **changes)
+        return Done(changes)
+
+
+class WorkerAccess(HumanStep):
+    """Re-render the allow lists of the workers, so that they follow the human's access now.
+
+    Every worker with a room is rendered again from the tables (:func:`push_config`): byte-stable,
+    so only the workers whose allow list changed get new files, and a re-run is a no-op. A worker
+    being deleted is left alone, and one not yet configured reads the tables in its own ``config`` step.
+    """
+
+    name = "workers"
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        return Done({"workers": await self._push_all(ctx)})
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        """An aborted create: the human (about to be forgotten by ``register``) leaves the allow lists."""
+        row = await ctx.store.humans.get(self.human.name)
+        if row is not None:
+            await ctx.store.humans.upsert(self.human.name, user_id=row.user_id, level=row.level, state=DELETING)
+        await self._push_all(ctx)
+
+    async def _push_all(self, ctx: StepContext) -> list[str]:
+        pushed: list[str] = []
+        for worker in await ctx.store.workers.all():
+            if worker.room_id is None or worker.state == "Deleting" \
+                    or await ctx.store.secrets.get(worker_flows.subject(worker.name), ACCESS_TOKEN) is None:
+                continue
+            await push_config(self.services, ctx, worker.name)
+            pushed.append(worker.name)
+        return pushed
+
+
+class Reaccess(WorkerAccess):
+    """The allow lists of ``human.invite``: an abort leaves them as the human's access stands, as
+    :class:`Reinvite` leaves the rooms."""
+
+    async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
+        return None
 
 
 class Reinvite(Invites):
@@ -170,20 +222,23 @@ def create_steps(services: Services, mailer: Mailer, op: Operation) -> Sequence[
         Account(services, human),
         Profile(services, human, params.get("display_name")),
         Invites(services, human),
+        WorkerAccess(services, human),
         Deliver(services, human, mailer, params.get("email")),
         Record(services, human),
     ]
 
 
 def invite_steps(services: Services, op: Operation) -> Sequence[Step]:
-    human, teams = human_of(services, op), op.params.get("teams")
-    return [SetTeams(services, human, list(teams) if teams is not None else None), Reinvite(services, human)]
+    human, teams, workers = human_of(services, op), op.params.get("teams"), op.params.get("workers")
+    return [SetTeams(services, human, list(teams) if teams is not None else None,
+                     list(workers) if workers is not None else None),
+            Reinvite(services, human), Reaccess(services, human)]
 
 
 def delete_steps(services: Services, op: Operation) -> Sequence[Step]:
     human = human_of(services, op)
     return [Mark(services, human), RemoveInvites(services, human), RemoveAccount(services, human),
-            Forget(services, human)]
+            WorkerAccess(services, human), Forget(services, human)]
 
 
 def register_human_flows(engine: Engine, services: Services, mailer: Mailer | None = None) -> None:

@@ -33,22 +33,31 @@ LEVELS = ("admin", "team", "viewer")
 PENDING, ACTIVE, DELETING = "Pending", "Active", "Deleting"
 
 
+def talks_to(level: str, teams: Sequence[str], workers: Sequence[str], worker: str, team: str | None) -> bool:
+    """Whether a human of ``level`` may talk to ``worker`` (of ``team``): admin-level humans to
+    every worker, ``team`` humans to the workers of their teams and those named with ``--workers``,
+    viewers to none (they read only)."""
+    if level == "admin":
+        return True
+    return level == "team" and ((team is not None and team in teams) or worker in workers)
+
+
 def desired_rooms(level: str, teams: Sequence[str], all_teams: Sequence[Team],
-                  all_workers: Sequence[Worker]) -> dict[str, bool]:
+                  all_workers: Sequence[Worker], workers: Sequence[str] = ()) -> dict[str, bool]:
     """The rooms a level grants, each mapped to whether it is read-only there.
 
-    admin: every team room and every worker room; team: its teams' rooms and their workers' rooms;
-    viewer: its teams' rooms, read-only. Rooms not made yet (no room id) are left out.
+    admin: every team room and every worker room; team: its teams' rooms and the rooms of the
+    workers it talks to (:func:`talks_to`); viewer: its teams' rooms, read-only. Rooms not made
+    yet (no room id) are left out.
     """
     mine = set(teams)
     rooms: dict[str, bool] = {}
     for team in all_teams:
         if team.room_id and (level == "admin" or team.name in mine):
             rooms[team.room_id] = level == "viewer"
-    if level in ("admin", "team"):
-        for worker in all_workers:
-            if worker.room_id and (level == "admin" or (worker.team is not None and worker.team in mine)):
-                rooms[worker.room_id] = False
+    for worker in all_workers:
+        if worker.room_id and talks_to(level, teams, workers, worker.name, worker.team):
+            rooms[worker.room_id] = False
     return rooms
 
 
@@ -106,7 +115,7 @@ class Register(HumanStep):
         if await ctx.store.humans.get(self.human.name) is None:
             await ctx.store.humans.upsert(self.human.name, user_id=self.human.user_id, level=p["level"], state=PENDING,
                                           email=p.get("email"), teams=list(p.get("teams", [])),
-                                          display_name=p.get("display_name"))
+                                          workers=list(p.get("workers", [])), display_name=p.get("display_name"))
         await ctx.secret(PASSWORD)
         return Done()
 
@@ -200,34 +209,39 @@ class Invites(HumanStep):
         row = await ctx.store.humans.get(self.human.name)
         if row is None:
             raise PermanentError(f"no human named {self.human.name}")
-        wanted = desired_rooms(row.level, row.teams, await ctx.store.teams.all(), await ctx.store.workers.all())
+        wanted = desired_rooms(row.level, row.teams, await ctx.store.teams.all(), await ctx.store.workers.all(),
+                               row.workers)
         for room_id, read_only in sorted(wanted.items()):
-            await self._grant(ctx, RoomId(room_id), read_only)
+            await grant(ctx, self.services, self.human, RoomId(room_id), read_only, step=self.name)
         for resource in await memberships(ctx, self.human):
             if resource.attrs.get("room_id") not in wanted:
                 await revoke(ctx, self.services, self.human, resource.external_name, resource.attrs)
         return Done({"rooms": sorted(wanted), "read_only": sorted(r for r, ro in wanted.items() if ro)})
 
-    async def _grant(self, ctx: StepContext, room_id: RoomId, read_only: bool) -> None:
-        matrix, user_id = self.services.matrix, self.human.user_id
-        key = membership_name(user_id, room_id)
-        attrs = {"room_id": room_id, "user_id": user_id, "read_only": read_only}
-        await ctx.store.ledger.record(MEMBERSHIP, key, "intended", owner=ctx.op.subject, op_id=ctx.op.op_id,
-                                      step=self.name, attrs=attrs)
-        async with ctx.external("matrix"):
-            levels = await matrix.state(room_id, "m.room.power_levels") or {}
-            threshold = send_threshold(levels)
-            current = (levels.get("users") or {}).get(user_id)
-            if read_only:
-                await matrix.set_user_power(room_id, user_id, threshold - 1)
-            elif isinstance(current, int) and current < threshold:
-                await matrix.set_user_power(room_id, user_id, None)  # a former viewer may speak again
-            await matrix.invite(room_id, user_id)
-        await ctx.store.ledger.record(MEMBERSHIP, key, "created", owner=ctx.op.subject, op_id=ctx.op.op_id,
-                                      external_id=room_id, attrs=attrs)
-
     async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
         await revoke_all(ctx, self.services, self.human)
+
+
+async def grant(ctx: StepContext, services: Services, human: HumanRef, room_id: RoomId, read_only: bool, *,
+                step: str) -> None:
+    """Invite the human to one room (a viewer read-only), checkpointed in the ledger as the human's
+    membership whichever operation grants it, so that deleting the human finds it."""
+    matrix, user_id = services.matrix, human.user_id
+    key = membership_name(user_id, room_id)
+    attrs = {"room_id": room_id, "user_id": user_id, "read_only": read_only}
+    await ctx.store.ledger.record(MEMBERSHIP, key, "intended", owner=human.subject, op_id=ctx.op.op_id,
+                                  step=step, attrs=attrs)
+    async with ctx.external("matrix"):
+        levels = await matrix.state(room_id, "m.room.power_levels") or {}
+        threshold = send_threshold(levels)
+        current = (levels.get("users") or {}).get(user_id)
+        if read_only:
+            await matrix.set_user_power(room_id, user_id, threshold - 1)
+        elif isinstance(current, int) and current < threshold:
+            await matrix.set_user_power(room_id, user_id, None)  # a former viewer may speak again
+        await matrix.invite(room_id, user_id)
+    await ctx.store.ledger.record(MEMBERSHIP, key, "created", owner=human.subject, op_id=ctx.op.op_id,
+                                  external_id=room_id, attrs=attrs)
 
 
 async def memberships(ctx: StepContext, human: HumanRef) -> list[Resource]:

@@ -7,7 +7,8 @@ leader's config.
   done → the worker row is there);
 * joining a team (``attach``) and leaving it (``detach``) only touch what the team adds to a
   worker: the team field of its row, the leader's seat (invite, power 100) in the worker's room,
-  and the allowed senders in its config, all idempotent and re-done on every run.
+  and the allowed senders in its config, all idempotent and re-done on every run; the humans who
+  may talk to it follow (:mod:`hiclaw_bot.flows.access`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from typing import Any
 from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, StepContext, SubjectBusy
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows import worker as worker_flows
+from hiclaw_bot.flows.access import sync_room
+from hiclaw_bot.flows.rendering import LEADER_ROLE, WORKER_ROLE, push_config
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.flows.team_steps import LEADER_ROLE, WORKER_ROLE, TeamStep
-from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
+from hiclaw_bot.flows.team_steps import TeamStep
 from hiclaw_bot.flows.worker_identity import regrant
-from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN, GATEWAY_KEY
-from hiclaw_bot.types import RoomId, TeamName, UserId, WorkerName
-from storage import Operation, Worker
+from hiclaw_bot.types import RoomId
+from storage import Operation
 
 # -- child operations ------------------------------------------------------------------------------
 
@@ -172,6 +173,7 @@ async def attach(services: Services, ctx: StepContext, worker: str, *, team: str
             await services.matrix.invite(RoomId(row.room_id), leader_id)
     if not is_leader:
         await push_config(services, ctx, worker)
+    await sync_room(ctx, services, worker, step="team")
     return row.room_id
 
 
@@ -190,40 +192,7 @@ async def detach(services: Services, ctx: StepContext, worker: str, *, leader: s
             await services.matrix.kick(RoomId(row.room_id), leader_id, reason="left the team")
             await services.matrix.merge_power_levels(RoomId(row.room_id), {leader_id: None})
     await push_config(services, ctx, worker)
-
-
-async def push_config(services: Services, ctx: StepContext, worker: str,
-                      members: Sequence[Worker] = ()) -> str:
-    """Render ``worker``'s files from its row (and, for a leader, its members) and push what changed."""
-    row = await ctx.store.workers.get(worker)
-    owner = worker_flows.subject(worker)
-    token = await ctx.store.secrets.get(owner, ACCESS_TOKEN)
-    key = await ctx.store.secrets.get(owner, GATEWAY_KEY)
-    if row is None or token is None or key is None or row.room_id is None:
-        raise PermanentError(f"worker {worker} has no account or room yet")
-    config = services.config
-    leader = row.spec.get("leader") if row.team else None
-    senders = [*config.matrix.admins, *([names.user_id(str(leader), services.domain)] if leader else [])]
-    team_members = tuple(TeamMember(WorkerName(m.name), names.user_id(m.name, services.domain), RoomId(m.room_id))
-                         for m in members if m.room_id is not None)
-    spec = WorkerConfigSpec(
-        worker=WorkerName(worker), homeserver_url=config.matrix.worker_homeserver_url,
-        user_id=names.user_id(worker, services.domain), access_token=token.reveal(), room_id=RoomId(row.room_id),
-        allowed_senders=tuple(UserId(s) for s in senders), model=str(row.model),
-        gateway_url=config.gateway.worker_url if config.gateway.kind == "higress" else "http://127.0.0.1",
-        gateway_key=key.reveal(), role=LEADER_ROLE if row.role == LEADER_ROLE and row.team else WORKER_ROLE,
-        team=TeamName(row.team) if row.team else None, team_members=team_members,
-        skills=tuple(row.spec.get("skills", [])), mcp_servers=tuple(McpServer(s) for s in row.spec.get("mcp", [])),
-    )
-    rendered = render_worker_config(spec)
-    prefix = names.worker_prefix(worker)
-    async with ctx.external("storage"):
-        for path, data in sorted(rendered.files.items()):
-            if path in rendered.seed_only:
-                await services.objects.put_if_absent(prefix + path, data)
-            else:
-                await services.objects.put(prefix + path, data)
-    return rendered.digest()
+    await sync_room(ctx, services, worker, step="team")
 
 
 class LeaderConfig(TeamStep):

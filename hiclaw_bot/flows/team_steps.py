@@ -18,13 +18,10 @@ from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Step, 
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows import worker as worker_flows
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.flows.worker_config import Role
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN
 from hiclaw_bot.types import RoomAlias, RoomId, UserId
 from storage import Team
 
-LEADER_ROLE: Role = "team_leader"
-WORKER_ROLE: Role = "worker"
 CREATING = "Creating"
 ACTIVE = "Active"
 DELETING = "Deleting"

@@ -2,7 +2,7 @@
 
 ``worker.create``::
 
-    register ─► secrets ─┬► account ─► room ─────────────────────┐
+    register ─► secrets ─┬► account ─► room ─► humans ────────────┐
                          ├► gateway_consumer ─► gateway_auth ───┴► config ─┐
                          ├► skills ────────────────────────────────────────┤
                          └► storage_identity ──────────────────────────────┴► runtime ─► ready ─► record
@@ -10,8 +10,10 @@
 ``storage_identity`` gives the worker its own object-store key (:mod:`~hiclaw_bot.flows.worker_identity`);
 the runtime's environment carries that key, never the bot's.
 
-The gateway and skills branches do not wait for Matrix, so they run side by side. ``worker.delete`` undoes
-the same resources in reverse, each "already gone" counting as done, and then forgets the worker.
+The gateway and skills branches do not wait for Matrix, so they run side by side; ``humans`` invites
+to the new room the humans who may talk to the worker (:mod:`hiclaw_bot.flows.access`). ``worker.delete``
+first takes a team member out of its team (``leave_team``), then undoes the same resources in
+reverse, each "already gone" counting as done, and then forgets the worker.
 Sleep, wake and update are short flows of their own; every one is a normal engine operation, so
 it is checkpointed, resumable and serialised with anything else that touches the same worker.
 """
@@ -24,6 +26,8 @@ from typing import Any
 
 from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, Skipped, Step, StepContext, is_gone
 from hiclaw_bot.flows import names
+from hiclaw_bot.flows.access import forget_room
+from hiclaw_bot.flows.rendering import LEADER_ROLE, push_config
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_identity import StorageIdentity
 from hiclaw_bot.flows.worker_steps import (
@@ -31,6 +35,7 @@ from hiclaw_bot.flows.worker_steps import (
     Config,
     GatewayAuth,
     GatewayConsumer,
+    HumanAccess,
     Mark,
     Notify,
     Ready,
@@ -44,6 +49,7 @@ from hiclaw_bot.flows.worker_steps import (
     Update,
     WorkerStep,
 )
+from hiclaw_bot.types import RoomId
 from storage import Operation
 
 CREATE = "worker.create"
@@ -89,12 +95,45 @@ class Register(WorkerStep):
         return Done()
 
 
+class LeaveTeam(WorkerStep):
+    """A team member being deleted leaves its team first: out of the team room, out of its leader's
+    config and AGENTS.md, so the leader never delegates to a worker that is gone.
+
+    The row's team is cleared last, so a crash before it repeats the whole step (each part is
+    idempotent) and one after it finds nothing left to do. A leader leaves only with its team.
+    """
+
+    name = "leave_team"
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        row = await ctx.store.workers.get(self.worker)
+        if row is None or row.team is None:
+            return Skipped("not in a team")
+        if row.role == LEADER_ROLE:
+            return Skipped("a leader leaves with its team")
+        team = await ctx.store.teams.get(row.team)
+        if team is not None and team.room_id is not None:
+            async with ctx.external("matrix"):
+                await self.services.matrix.kick(RoomId(team.room_id), self.user_id, reason=f"{self.worker} deleted")
+                await self.services.matrix.merge_power_levels(RoomId(team.room_id), {self.user_id: None})
+        if team is not None and await ctx.store.workers.get(team.leader) is not None:
+            others = await ctx.store.workers.all(team=row.team)
+            members = [w for w in others if w.name not in (team.leader, self.worker)]
+            await push_config(self.services, ctx, team.leader, members)
+        spec = {key: value for key, value in row.spec.items() if key not in ("team", "leader")}
+        await ctx.store.workers.update(self.worker, team=None, role="worker", spec=spec)
+        return Done({"team": row.team})
+
+
 class Forget(WorkerStep):
     """The last step of a delete: the worker's row and secrets go once every resource is gone."""
 
     name = "forget"
 
     async def do(self, ctx: StepContext) -> Outcome:
+        row = await ctx.store.workers.get(self.worker)
+        if row is not None and row.room_id is not None:
+            await forget_room(ctx, row.room_id)  # the room was emptied by remove_room
         await ctx.store.workers.delete(self.worker)
         await ctx.store.secrets.delete(ctx.op.subject)
         return Done()
@@ -157,13 +196,14 @@ def create_steps(services: Services, op: Operation) -> Sequence[Step]:
         Secrets(services, worker),
         Account(services, worker),
         Room(services, worker, leader=leader),
+        HumanAccess(services, worker),
         GatewayConsumer(services, worker, after=("secrets",)),
         GatewayAuth(services, worker, list(params.get("mcp", [])), after=("gateway_consumer",)),
         Config(services, worker, params, after=("room", "gateway_auth")),
         Skills(services, worker, list(params.get("skills", [])), team=params.get("team"),
                leader=params.get("role") == "team_leader", after=("secrets",)),
         StorageIdentity(services, worker, params, after=("secrets",)),
-        Runtime(services, worker, params, after=("config", "skills", "storage_identity")),
+        Runtime(services, worker, params, after=("config", "skills", "storage_identity", "humans")),
         Ready(services, worker),
         Record(services, worker, RUNNING),
     ]
@@ -180,8 +220,8 @@ def delete_steps(services: Services, op: Operation) -> Sequence[Step]:
         StorageIdentity(services, worker, params),
         Runtime(services, worker, params) if "image" in params else _runtime_for_delete(services, worker),
     ]
-    return [Mark(services, worker, DELETING), *(Remove(step) for step in reversed(made)),
-            Forget(services, worker)]
+    return [Mark(services, worker, DELETING), LeaveTeam(services, worker),
+            *(Remove(step) for step in reversed(made)), Forget(services, worker)]
 
 
 def _runtime_for_delete(services: Services, worker: str) -> Step:

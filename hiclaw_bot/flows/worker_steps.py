@@ -21,6 +21,7 @@ from hiclaw_bot.clients.errors import NotFoundError, UnauthorizedError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.flows import accounts, names
 from hiclaw_bot.flows import worker_env as env_rule
+from hiclaw_bot.flows.access import allowed_senders, sync_room
 from hiclaw_bot.flows.runtimes import ReadyContext, profile_of
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
@@ -163,6 +164,15 @@ async def release_room(services: Services, worker: str) -> None:
     await matrix.delete_alias(alias)
 
 
+class HumanAccess(WorkerStep):
+    """The humans who may talk to the worker are invited to its room (see :mod:`hiclaw_bot.flows.access`)."""
+
+    name = "humans"
+
+    async def do(self, ctx: StepContext) -> Outcome:
+        return Done(await sync_room(ctx, self.services, self.worker, step=self.name))
+
+
 class GatewayConsumer(WorkerStep):
     name = "gateway_consumer"
 
@@ -246,13 +256,13 @@ class Config(WorkerStep):
         row = await ctx.store.workers.get(self.worker)
         if token is None or row is None or row.room_id is None:
             raise PermanentError(f"worker {self.worker} has no account or room yet")
-        leader = self.params.get("leader")
-        senders = [*config.matrix.admins, *([names.user_id(leader, self.services.domain)] if leader else [])]
+        senders = await allowed_senders(ctx, self.services, self.worker, team=self.params.get("team"),
+                                        leader=self.params.get("leader"))
         gateway_url = config.gateway.worker_url if config.gateway.kind == "higress" else "http://127.0.0.1"
         return WorkerConfigSpec(
             worker=WorkerName(self.worker), homeserver_url=config.matrix.worker_homeserver_url, user_id=self.user_id,
             access_token=token.reveal(), room_id=RoomId(row.room_id),
-            allowed_senders=tuple(UserId(s) for s in senders), model=str(self.params["model"]),
+            allowed_senders=senders, model=str(self.params["model"]),
             gateway_url=gateway_url, gateway_key=key.reveal(),
             mcp_servers=tuple(McpServer(s) for s in self.params.get("mcp", [])),
             role=self.params.get("role", "worker"), team=self.params.get("team"),

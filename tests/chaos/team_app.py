@@ -1,7 +1,8 @@
 """A child process for the team crash tests: the real worker and team flows on real services.
 
 Usage: ``python -m tests.chaos.team_app CONFIG_JSON KIND TEAM LEADER MEMBER [with-workers]``, KIND
-``create`` or ``delete``, the bot's access token in ``HICLAW_TEST_BOT_TOKEN``.
+``create``, ``delete`` or ``member-delete`` (a ``worker.delete`` of MEMBER, which leaves the team
+first), the bot's access token in ``HICLAW_TEST_BOT_TOKEN``.
 
 With ``HICLAW_TEAM_WALK`` naming a directory, the process SIGKILLs itself at the first step boundary
 (``after_intent`` or ``after_call``) of ``team.KIND`` that has no marker file there yet, writing the
@@ -47,15 +48,22 @@ async def main(config_path: str, kind: str, team: str, leader: str, member: str,
     config = Config.model_validate(json.loads(Path(config_path).read_text()))  # noqa: ASYNC240 -- once, at start
     walk_dir = os.environ.get("HICLAW_TEAM_WALK")
     store = await Store.open(config.database_path)
-    engine = Engine(store, boundary_hook=walk(f"team.{kind}", Path(walk_dir)) if walk_dir else None,
+    op_kind = workers.DELETE if kind == "member-delete" else f"team.{kind}"
+    engine = Engine(store, boundary_hook=walk(op_kind, Path(walk_dir)) if walk_dir else None,
                     retry=RetryPolicy(max_attempts=4, initial=0.05))
     async with open_services(config, store, bot_token=os.environ["HICLAW_TEST_BOT_TOKEN"]) as services:
         workers.register_worker_flows(engine, services)
         teams.register_team_flows(engine, services)
         await engine.start()
-        holder = await store.ops.holder(teams.subject(team))
+        subject = workers.subject(member) if kind == "member-delete" else teams.subject(team)
+        holder = await store.ops.holder(subject)
         if holder is not None and holder.state == "running":
             op_id = holder.op_id
+        elif kind == "member-delete":
+            row = await store.workers.get(member)
+            assert row is not None, f"no worker {member} to delete"
+            params = {**row.spec, "model": row.model, "image": row.image, "name": member}
+            op_id = (await engine.submit(workers.DELETE, subject, params)).op.op_id
         else:
             params: dict[str, Any] = {"name": team, "leader": leader, "workers": [member]}
             if kind == "create":

@@ -33,8 +33,8 @@ from tests.fixtures.smtp import SmtpServer
 from tests.fixtures.synapse import SynapseEnv, unique
 
 ROOT = Path(__file__).resolve().parents[2]
-CREATE_STEPS = ["register", "account", "profile", "invites", "deliver", "record"]
-DELETE_STEPS = ["mark", "remove_invites", "remove_account", "forget"]
+CREATE_STEPS = ["register", "account", "profile", "invites", "workers", "deliver", "record"]
+DELETE_STEPS = ["mark", "remove_invites", "remove_account", "workers", "forget"]
 POINTS = ["after_intent", "after_call"]
 PASSWORD_LINE = re.compile(r"^Password: (\S+)\r?$", re.MULTILINE)
 

@@ -197,3 +197,36 @@ async def test_kill_at_every_boundary_of_a_team_create_and_delete(synapse: Synap
         for worker in (leader, member):
             for proc in runtimes(worker):
                 proc.terminate()
+
+
+async def test_kill_at_every_boundary_of_a_member_delete(synapse: SynapseEnv, gateway: HigressConsoleSimulator,
+                                                         tmp_path: Path) -> None:
+    """``worker.delete`` of a team member, killed at each boundary: it leaves the team exactly once
+    (out of the team room and the leader's files) and every resource of its own is gone."""
+    team, leader, member = unique("t"), unique("l"), unique("m")
+    config = write_config(tmp_path / "config.json", synapse, gateway, tmp_path)
+    walk = Walk(synapse, tmp_path / "config.json", team, leader, member)
+    domain = synapse.server_name
+    try:
+        assert await walk.run("create") == 0
+        room = await check_created(synapse, config, tmp_path, team, leader, member)
+        assert await walk.through_every_boundary("member-delete", markers=tmp_path / "walk") > 0
+        assert {p.name.split(".")[0] for p in (tmp_path / "walk").iterdir()} >= {"leave_team", "forget"}
+        async with MatrixAdmin(synapse.url, server_name=domain, access_token=synapse.admin_token) as admin:
+            assert room not in await admin.rooms_of(UserId(f"@{member}:{domain}"))
+            assert f"@{member}:{domain}" not in (await admin.state(room, "m.room.power_levels") or {})["users"]
+        leader_files = tmp_path / "objects" / "agents" / leader
+        assert member not in (leader_files / "AGENTS.md").read_text()
+        assert f"@{member}:{domain}" not in (leader_files / "openclaw.json").read_text()
+        assert not (tmp_path / "objects" / "agents" / member).exists()
+        store = await Store.open(config.database_path)
+        try:
+            assert await store.workers.get(member) is None
+            assert [w.name for w in await store.workers.all(team=team)] == [leader]
+        finally:
+            await store.close()
+        assert (len(runtimes(leader)), runtimes(member)) == (1, [])
+    finally:
+        for worker in (leader, member):
+            for proc in runtimes(worker):
+                proc.terminate()

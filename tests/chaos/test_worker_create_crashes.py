@@ -29,8 +29,8 @@ from hiclaw_bot.types import RoomAlias, UserId
 from tests.fixtures.synapse import SynapseEnv, unique
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ["secrets", "account", "room", "gateway_consumer", "gateway_auth", "config", "skills", "runtime", "ready",
-         "record"]
+STEPS = ["secrets", "account", "room", "humans", "gateway_consumer", "gateway_auth", "config", "skills", "runtime",
+         "ready", "record"]
 POINTS = ["after_intent", "after_call"]
 
 
@@ -134,8 +134,8 @@ async def test_kill_the_bot_then_restart(synapse: SynapseEnv, gateway: HigressCo
 
 
 UPDATE_STEPS = ["mark", "config", "runtime_update", "ready", "restore"]
-DELETE_STEPS = ["mark", "remove_runtime", "remove_config", "remove_gateway_auth", "remove_gateway_consumer",
-                "remove_room", "remove_account", "forget"]
+DELETE_STEPS = ["mark", "leave_team", "remove_runtime", "remove_config", "remove_gateway_auth",
+                "remove_gateway_consumer", "remove_room", "remove_account", "forget"]
 
 
 @pytest.mark.parametrize(("step", "point"), list(itertools.product(UPDATE_STEPS, POINTS)))

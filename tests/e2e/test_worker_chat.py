@@ -85,7 +85,7 @@ async def test_worker_life_from_chat_and_bad_input_touches_nothing(setup: ChatSe
 
             worker = unique("alice")
             _, answers = await ask(talk, f"!worker create {worker}", within=60)
-            assert "succeeded" in final_text(answers), final_text(answers)
+            assert f"✓ {worker} is running — created in " in final_text(answers), final_text(answers)
             assert any("✓ ready" in m.text for m in answers), "progress was shown"
             assert await account_exists(setup, worker), "the probe sees accounts that exist"
             _, answers = await ask(talk, f"!worker create {worker}")
@@ -95,7 +95,7 @@ async def test_worker_life_from_chat_and_bad_input_touches_nothing(setup: ChatSe
             _, answers = await ask(talk, f"!worker sleep {worker}")
             assert "busy" in final_text(answers).lower(), final_text(answers)
             updated = [m async for m in talk.replies(first, within=60)]
-            assert "succeeded" in final_text(updated), final_text(updated)
+            assert f"✓ {worker} runs its new settings — updated in " in final_text(updated), final_text(updated)
             row = await app.store.workers.get(worker)
             assert row is not None
             assert row.state == "Running"
@@ -110,7 +110,7 @@ async def test_worker_life_from_chat_and_bad_input_touches_nothing(setup: ChatSe
             assert code is not None, final_text(answers)
             assert f"consumer worker-{worker}" not in str(gateway.consumers)
             _, answers = await ask(talk, f"!confirm {code.group(1)}", within=60)
-            assert "succeeded" in final_text(answers), final_text(answers)
+            assert f"✓ {worker} is gone — deleted in " in final_text(answers), final_text(answers)
             assert f"worker-{worker}" not in gateway.consumers
             assert await app.services.backend.list() == []
             assert await app.store.workers.get(worker) is None

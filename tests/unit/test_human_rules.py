@@ -13,7 +13,7 @@ from hiclaw_bot.chat.humans import Email
 from hiclaw_bot.clients.mail import MailOutcome
 from hiclaw_bot.config import MailConfig
 from hiclaw_bot.flows.human import InvalidEmail, mailer_from_config, parse_email
-from hiclaw_bot.flows.human_steps import desired_rooms, send_threshold, welcome_text
+from hiclaw_bot.flows.human_steps import desired_rooms, send_threshold, talks_to, welcome_text
 from storage import Team, Worker
 
 
@@ -102,3 +102,17 @@ async def test_mail_switched_off_sends_nothing() -> None:
     assert await mailer.send_welcome("bob@example.org", "hi", "text") is MailOutcome.DISABLED
     tls = mailer_from_config(MailConfig(enabled=True, host="smtp.example.org", port=465, security="tls"))
     assert getattr(tls, "security", None) == "ssl"
+
+
+def test_per_worker_access_adds_rooms_for_a_team_human_only() -> None:
+    assert desired_rooms("team", ["red"], TEAMS, WORKERS, ["solo"]) == {"!red": False, "!r1": False, "!solo": False}
+    assert desired_rooms("viewer", [], TEAMS, WORKERS, ["solo"]) == {}, "a viewer talks to no worker"
+
+
+def test_who_talks_to_a_worker() -> None:
+    assert talks_to("admin", [], [], "solo", None)
+    assert talks_to("team", ["red"], [], "r1", "red")
+    assert not talks_to("team", ["red"], [], "b1", "blue"), "another team's worker"
+    assert talks_to("team", [], ["b1"], "b1", "blue"), "named with --workers"
+    assert not talks_to("team", ["red"], [], "solo", None), "a teamless worker is in nobody's team"
+    assert not talks_to("viewer", ["red"], ["r1"], "r1", "red"), "viewers read only"

@@ -21,7 +21,7 @@ from hiclaw_bot.clients.higress import HigressClient
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, TokenRegistration
 from hiclaw_bot.clients.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from hiclaw_bot.config import Config, LocalStorageConfig, S3StorageConfig, load_config
-from hiclaw_bot.devstack.stack import AI_ROUTE, LocalStack, docker_host, read_admin_login
+from hiclaw_bot.devstack.stack import AI_ROUTE, AI_ROUTE_MODELS, LocalStack, docker_host, read_admin_login
 from tests.fixtures.synapse import unique
 
 
@@ -98,6 +98,7 @@ async def test_a_fresh_stack_works_and_a_restart_finds_the_same_world(tmp_path: 
         # The gateway console answers with the seeded route and MCP servers, and keeps a consumer.
         async with _console(config) as console:
             assert [route.name for route in await console.list_ai_routes()] == [AI_ROUTE]
+            assert await console.served_models() == sorted(AI_ROUTE_MODELS), "the dev route says which models it serves"
             assert {"github", "web-search"} <= set(await console.list_mcp_servers())
             await console.ensure_consumer("alice", worker_key)
             await console.authorize("alice", [AI_ROUTE])

@@ -161,3 +161,31 @@ async def test_an_existing_worker_is_not_adopted_unless_asked_and_an_abort_undoe
     for localpart in (names.team_room_alias(team), names.team_leader_dm_alias(team)):
         with pytest.raises(NotFoundError):
             await stack.services.matrix.resolve_alias(alias(stack, localpart))
+
+
+async def test_deleting_a_member_takes_it_out_of_its_team(stack: Stack) -> None:
+    teams.register_team_flows(stack.engine, stack.services)
+    team, leader, member, other = unique("red"), unique("lead"), unique("ann"), unique("bea")
+    matrix = stack.services.matrix
+    await run(stack, teams.CREATE, teams.subject(team),
+              {"name": team, "leader": leader, "workers": [member, other], **PARAMS})
+    row = await stack.store.teams.get(team)
+    assert row is not None
+    assert row.room_id is not None
+    member_row = await stack.store.workers.get(member)
+    assert member_row is not None
+    assert member_row.room_id is not None
+    assert member_row.room_id in (stack.objects_dir / f"agents/{leader}/AGENTS.md").read_text()
+
+    await run(stack, workers.DELETE, workers.subject(member),
+              {**member_row.spec, "model": member_row.model, "image": member_row.image, "name": member})
+    agents_md = (stack.objects_dir / f"agents/{leader}/AGENTS.md").read_text()
+    assert member_row.room_id not in agents_md, "the leader no longer lists the deleted member"
+    assert f"| {member} |" not in agents_md
+    assert f"| {other} |" in agents_md
+    assert uid(stack, member) not in openclaw(stack, leader)["channels"]["matrix"]["groupAllowFrom"]
+    assert uid(stack, other) in openclaw(stack, leader)["channels"]["matrix"]["groupAllowFrom"]
+    team_room = RoomId(row.room_id)
+    assert await matrix.membership(team_room, uid(stack, member)) == "leave", "its locked account left the room"
+    assert uid(stack, member) not in await power(stack, team_room)
+    assert [w.name for w in await stack.store.workers.all(team=team)] == sorted([leader, other])

@@ -94,7 +94,7 @@ async def test_gc_lists_exactly_the_orphans_and_deletes_them_after_confirm(world
         code = re.search(r"!confirm ([A-Z0-9]{6})", answers[-1].text)
         assert code is not None, answers[-1].text
         _, answers = await ask(talk, f"!confirm {code.group(1)}", within=60)
-        assert "succeeded" in answers[-1].text, answers[-1].text
+        assert "✓ the leftovers are deleted — swept in " in answers[-1].text, answers[-1].text
 
     assert (await inventory(services)).orphans == []
     for orphan in orphans:

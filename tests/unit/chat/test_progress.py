@@ -197,7 +197,8 @@ def _step(name: str, status: str, **fields: Any) -> StepRecord:
 
 
 def test_render_shows_every_status() -> None:
-    op = Operation(op_id=4, kind="worker.create", subject="worker:alice", params={}, actor=None, room_id=ROOM,
+    op = Operation(op_id=4, kind="worker.create", subject="worker:alice", params={"name": "alice"}, actor=None,
+                   room_id=ROOM,
                    source_event_id="$c", state="running", error=None, failed_step=None, progress_event_id=None,
                    created_at=0, updated_at=0, finished_at=None)
     steps = [_step("secrets", "done", duration_ms=12), _step("account", "done", duration_ms=1500, adopted=True),
@@ -205,7 +206,7 @@ def test_render_shows_every_status() -> None:
              _step("undone", "compensated", duration_ms=3), _step("later", "pending")]
     reply = render(op, steps, {"room": "attempt 2 failed, retrying in 1.0 s: timeout"})
     assert reply.text.splitlines() == [
-        "⏳ running: worker.create worker:alice (operation 4)",
+        "⏳ running: creating worker alice (operation 4)",
         "✓ secrets  12 ms",
         "✓ account  1.5 s (found)",
         "… room  attempt 2 failed, retrying in 1.0 s: timeout",

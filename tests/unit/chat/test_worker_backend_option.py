@@ -33,7 +33,7 @@ async def world(config: Config, store: Store, outbox: RecordingOutbox) -> AsyncI
 
     services = SimpleNamespace(config=config, backend=SimpleNamespace(name="process"),
                                backends={"process": None, "docker": None}, domain=config.matrix.server_name,
-                               bot_user_id=BOT, matrix=SimpleNamespace(user_exists=nobody_has_it))
+                               bot_user_id=BOT, matrix=SimpleNamespace(user_exists=nobody_has_it), gateway=None)
     register_worker_commands(registry, cast(Services, services))
     hub = ProgressHub(engine, store, outbox, clock=FakeClock(), interval=1.0)
     await hub.start()
