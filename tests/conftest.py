@@ -6,8 +6,10 @@ Fixtures that start real services live in ``tests/fixtures/`` and are registered
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 pytest_plugins: list[str] = [
@@ -37,6 +39,37 @@ def _workers_may_pass_through_tmp_path(request: pytest.FixtureRequest) -> None:
         level.chmod(level.stat().st_mode | 0o111)
 
 
+def stop_processes_under(root: Path) -> None:
+    """Stop what still runs with its working directory under ``root``: workers a test left behind
+    (their runtimes outlive the bot by design), whichever way they were started, and only those."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and Path(proc.cwd()).is_relative_to(root):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    for proc in found:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(found, timeout=5)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    path: Path | None = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if path is not None:
+        stop_processes_under(path)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Run as root, keep this session's temporary folders under a root of its own.
 
@@ -48,3 +81,4 @@ def pytest_configure(config: pytest.Config) -> None:
         os.chmod(root, 0o711)  # noqa: S103 -- passable for confined workers, not listable
         os.environ["PYTEST_DEBUG_TEMPROOT"] = root
         config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
+        config.add_cleanup(lambda: stop_processes_under(Path(root)))  # cleanups run last-in first-out

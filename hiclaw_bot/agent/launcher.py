@@ -23,6 +23,7 @@ Protocol: one JSON object per connection, ``{"env", "cwd", "log", "uid", "gid"}`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -65,8 +66,8 @@ def _read_request(conn: socket.socket) -> dict[str, Any]:
 
 
 def _become_worker(conn: socket.socket, listener: socket.socket) -> None:
-    """In the child: read the request, answer with our pid, take the worker's identity, run the
-    agent. Never returns.
+    """In the child: read the request, take the worker's identity, answer with our pid, run the
+    agent. Never returns; a failure before the answer is the answer.
 
     The request is read here, after the fork, and never in the launcher: a launcher that had read
     worker A's environment could leave A's secrets in memory that worker B inherits."""
@@ -79,9 +80,7 @@ def _become_worker(conn: socket.socket, listener: socket.socket) -> None:
         except (ValueError, OSError) as exc:
             conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
             return
-        conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
-        conn.close()
-        os.setsid()
+        os.setsid()  # before the answer: a stop that follows at once must find the group
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -97,6 +96,8 @@ def _become_worker(conn: socket.socket, listener: socket.socket) -> None:
             os.setuid(int(request["uid"]))
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+        conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")  # a worker in full from here
+        conn.close()
         sys.argv = [sys.executable, "-m", "hiclaw_bot.agent"]
         from hiclaw_bot.agent.__main__ import main
 
@@ -104,8 +105,10 @@ def _become_worker(conn: socket.socket, listener: socket.socket) -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001 - the child must end in os._exit whatever happened
+    except BaseException as exc:  # noqa: BLE001 - the child must end in os._exit whatever happened
         traceback.print_exc()
+        with contextlib.suppress(OSError):  # closed already once the worker was answered
+            conn.sendall(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

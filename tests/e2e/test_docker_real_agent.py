@@ -131,7 +131,7 @@ async def test_a_real_agent_in_a_container_from_chat(world: World, worker_image:
     worker = unique("alice")
     async with running(world.config) as app, talking(world.setup, world.setup.admin) as talk:
         _, answers = await ask(talk, f"!worker create {worker}", within=90)
-        assert "succeeded" in final_text(answers), final_text(answers)
+        assert final_text(answers).startswith("✓"), final_text(answers)
         [container] = containers_of(world, worker)
         assert container.status == "running"
         assert container.attrs["Config"]["User"] == CONTRACT["User"], "the agent does not run as root"
@@ -143,7 +143,7 @@ async def test_a_real_agent_in_a_container_from_chat(world: World, worker_image:
 
         # Sleep stops the container (kept, so a wake is a start).
         _, answers = await ask(talk, f"!worker sleep {worker}", within=60)
-        assert "succeeded" in final_text(answers), final_text(answers)
+        assert final_text(answers).startswith("✓"), final_text(answers)
         [container] = containers_of(world, worker)
         assert container.status == "exited"
 
@@ -166,7 +166,7 @@ async def test_a_real_agent_in_a_container_from_chat(world: World, worker_image:
         # A new image: the new container starts beside the old one, which goes only once it is ready.
         old_id = containers_of(world, worker)[0].id
         _, answers = await ask(talk, f"!worker update {worker} --image {worker_image.next_tag}", within=90)
-        assert "succeeded" in final_text(answers), final_text(answers)
+        assert final_text(answers).startswith("✓"), final_text(answers)
         [container] = containers_of(world, worker)
         assert container.id != old_id
         assert container.attrs["Config"]["Image"] == worker_image.next_tag
@@ -178,7 +178,7 @@ async def test_a_real_agent_in_a_container_from_chat(world: World, worker_image:
         code = re.search(r"!confirm ([A-Z0-9]+)", final_text(answers))
         assert code is not None, final_text(answers)
         _, answers = await ask(talk, f"!confirm {code.group(1)}", within=60)
-        assert "succeeded" in final_text(answers), final_text(answers)
+        assert final_text(answers).startswith("✓"), final_text(answers)
     assert containers_of(world, worker) == []
     with pytest.raises(docker.errors.NotFound):
         world.engine.containers.get(names.container(worker))

@@ -56,7 +56,7 @@ async def test_openclaw_worker_from_chat(setup: ChatSetup, tmp_path: Path) -> No
 
             # 1. Created, and ready only once OpenClaw's own health check says so.
             _, answers = await ask(talk, f"!worker create {worker} --runtime openclaw", within=300)
-            assert "succeeded" in final_text(answers), final_text(answers)
+            assert final_text(answers).startswith("✓"), final_text(answers)
             row = await app.store.workers.get(worker)
             assert row is not None
             assert row.room_id is not None
@@ -78,7 +78,7 @@ async def test_openclaw_worker_from_chat(setup: ChatSetup, tmp_path: Path) -> No
 
             # 3. Asleep, then woken by a mention; it answers again.
             _, answers = await ask(talk, f"!worker sleep {worker}", within=60)
-            assert "succeeded" in final_text(answers), final_text(answers)
+            assert final_text(answers).startswith("✓"), final_text(answers)
             assert (await app.services.backend.status(worker)).state.value == "stopped"
             assert worker_processes(worker) == [], "the stop killed OpenClaw, however long it drains"
             await mention(setup, setup.admin, room, user_id, "wake up")
@@ -89,7 +89,7 @@ async def test_openclaw_worker_from_chat(setup: ChatSetup, tmp_path: Path) -> No
 
             # 4. A new model: the worker's next call uses it.
             _, answers = await ask(talk, f"!worker update {worker} --model qwen-plus", within=300)
-            assert "succeeded" in final_text(answers), final_text(answers)
+            assert final_text(answers).startswith("✓"), final_text(answers)
             gateway.models.script("third question", "third answer on the new model")
             await mention(setup, setup.admin, room, user_id, "third question")
             await answer_from(setup, setup.admin, room, user_id, "third answer on the new model")
@@ -112,7 +112,7 @@ async def test_openclaw_worker_from_chat(setup: ChatSetup, tmp_path: Path) -> No
             code = re.search(r"!confirm ([A-Z0-9]+)", final_text(answers))
             assert code is not None, final_text(answers)
             _, answers = await ask(talk, f"!confirm {code.group(1)}", within=120)
-            assert "succeeded" in final_text(answers), final_text(answers)
+            assert final_text(answers).startswith("✓"), final_text(answers)
             assert await app.services.backend.list() == []
             assert await app.store.workers.get(worker) is None
             assert consumer not in gateway.consumers

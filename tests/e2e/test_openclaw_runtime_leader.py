@@ -36,7 +36,7 @@ async def test_an_openclaw_leader_puts_a_member_to_sleep_through_the_bot(setup: 
             team, lead, ann = unique("t"), unique("lead"), unique("ann")
             _, answers = await ask(talk, f"!team create {team} --leader {lead} --workers {ann} "
                                          f"--runtime reference --leader-runtime openclaw", within=400)
-            assert "succeeded" in final_text(answers), final_text(answers)
+            assert final_text(answers).startswith("✓"), final_text(answers)
             leader = await app.store.workers.get(lead)
             member = await app.store.workers.get(ann)
             row = await app.store.teams.get(team)

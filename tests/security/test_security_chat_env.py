@@ -47,7 +47,7 @@ async def test_create_and_update_refuse_interpreter_variables(secure: ChatSetup,
 
             worker = unique("w")
             _, answers = await ask(talk, f"!worker create {worker}", within=60)
-            assert "succeeded" in answer(answers), answer(answers)
+            assert answer(answers).startswith("✓"), answer(answers)
         # A team-level human of the worker's team may update it: the same payload, through update.
         await app.store.workers.update(worker, team="red")
         await app.store.humans.upsert("member", user_id=member.user_id, level="team", state="Active", teams=["red"])
