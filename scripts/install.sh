@@ -37,6 +37,19 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# Confined workers (the process backend, run as root) start this checkout's interpreter under uids
+# of their own: every directory above it and above the real interpreter must be passable by them
+# (o+x: they may pass through, never list).
+if [ "$(id -u)" = 0 ] && [ -x .venv/bin/python ]; then
+  for target in "$PWD/.venv/bin/python" "$(readlink -f .venv/bin/python)"; do
+    dir=$(dirname "$target")
+    while [ "$dir" != "/" ]; do
+      chmod o+x "$dir"
+      dir=$(dirname "$dir")
+    done
+  done
+fi
+
 if [ "$EXTRAS" = test ] || [ "${HICLAW_INSTALL_OPENCLAW:-}" = 1 ]; then
   # The OpenClaw runtime (Node 24, openclaw, its Matrix plugin) outside the repo, for its tests.
   echo "==> OpenClaw runtime"
