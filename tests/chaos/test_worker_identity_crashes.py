@@ -47,7 +47,8 @@ def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulat
                     "gateway_url": "http://127.0.0.1:9"},
         "storage": {"kind": "s3", "endpoint": seaweed.endpoint_url, "bucket": bucket,
                     "access_key": seaweed.access_key, "secret_key": seaweed.secret_key},
-        "backend": {"kind": "process", "instance": "crash-identity"},
+        # fresh interpreters: the agent's key is read from its /proc environment (see the create crashes)
+        "backend": {"kind": "process", "instance": "crash-identity", "process": {"preload": False}},
         "lifecycle": {"ready_timeout": "40s"},
     }))
 
