@@ -45,8 +45,9 @@ def normalise_image(image: str) -> str:
 class ImagePolicy:
     """Which images a worker may run, on Docker and Kubernetes alike.
 
-    Allowed: images of a local registry (``localhost``, ``127.0.0.1``), the configured default
-    image, and images whose registry (or whole normalised name) matches one of
+    Allowed: images of a local registry (``localhost``, ``127.0.0.1``), any tag of the configured
+    default image's repository (the image ``hiclaw-bot image build`` tags by content), and images
+    whose registry (or whole normalised name) matches one of
     ``allowed_registries`` (shell patterns: ``higress-registry*.cr.aliyuncs.com``, ``docker.io``,
     ``docker.io/library/*``). Everything is compared after :func:`normalise_image`.
     """
@@ -60,13 +61,20 @@ class ImagePolicy:
         host = registry.partition(":")[0]
         if host in LOCAL_REGISTRIES:
             return
-        if self.default_image is not None and full == normalise_image(self.default_image):
+        if self.default_image is not None and _repository(full) == _repository(normalise_image(self.default_image)):
             return
         if any(fnmatch.fnmatchcase(registry, pattern) or fnmatch.fnmatchcase(host, pattern)
                or fnmatch.fnmatchcase(full, pattern) for pattern in self.allowed_registries):
             return
-        raise PolicyViolation(backend, f"image {full!r} (registry {registry!r}) is not allowed: only local "
-                                       "registries, the default image or the configured allowed registries")
+        raise PolicyViolation(backend, f"image {full!r} (registry {registry!r}) is not allowed: only local registries,"
+                                       " the default image's repository or the configured allowed registries")
+
+
+def _repository(full: str) -> str:
+    """A normalised reference without its digest and tag: ``docker.io/hiclaw/worker-agent``."""
+    name = full.partition("@")[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.partition(':')[0]}" if head else last.partition(":")[0]
 
 
 def image_registry(image: str) -> str | None:
