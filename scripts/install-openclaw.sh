@@ -59,4 +59,13 @@ else
     "$DEST/bin/openclaw" plugins install "@openclaw/matrix@${OPENCLAW_VERSION}" --pin --accept-capabilities >&2)
   [ -s "$TEMPLATE/.openclaw/state/openclaw.sqlite" ]
 fi
+# Confined workers (each under a uid of its own) run this install and copy the template's state:
+# everything in it readable, and every directory above it passable (o+x: no listing). It holds
+# no secret: the template's config is empty.
+chmod -R a+rX "$DEST"
+dir=$(dirname "$DEST")
+while [ "$dir" != "/" ]; do
+  chmod o+x "$dir" 2>/dev/null || true
+  dir=$(dirname "$dir")
+done
 echo "$DEST"
