@@ -142,7 +142,10 @@ class Gateway:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        env = {**os.environ, "OPENCLAW_CONFIG_PATH": str(self._home / "openclaw.json")}
+        # The install's own bin first (its Node 24 beside openclaw's ``#!/usr/bin/env node``): the
+        # worker's PATH is the backend's, since no spec may set PATH (hiclaw_bot.flows.worker_env).
+        path = f"{Path(self._argv[0]).parent}:{os.environ.get('PATH', os.defpath)}"
+        env = {**os.environ, "PATH": path, "OPENCLAW_CONFIG_PATH": str(self._home / "openclaw.json")}
         self.process = await asyncio.create_subprocess_exec(
             *self._argv, cwd=self._home, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
             preexec_fn=_die_with_parent)

@@ -95,7 +95,7 @@ class OpenClawProfile:
             home = fs_root(config) / "agents" / worker
             return env | {"HOME": str(home), CONFIG_PATH: str(home / "openclaw.json")}
         install = install_dir(config)
-        return env | {INSTALL_DIR: str(install), "PATH": f"{install / 'bin'}:{os.defpath}"}
+        return env | {INSTALL_DIR: str(install)}  # the launcher puts the install's bin first on PATH
 
     def gateway_port(self, config: Config, worker: str) -> int:
         if _in_container(config):
@@ -111,7 +111,7 @@ class OpenClawProfile:
         if stale:
             return Probe(False, stale)
         try:
-            result = await ctx.backend.exec(ctx.worker, list(HEALTH), HEALTH_TIMEOUT)
+            result = await ctx.backend.exec(ctx.worker, _health_argv(config), HEALTH_TIMEOUT)
         except BackendError as exc:
             return Probe(False, f"health check could not run: {exc}")
         try:
@@ -143,3 +143,12 @@ async def _stale_config(ctx: ReadyContext) -> str:
 
 
 PROFILE = OpenClawProfile()
+
+
+def _health_argv(config: Config) -> list[str]:
+    """``openclaw gateway health --json``; on this host with the install's own Node named, since a
+    worker's PATH is the backend's (no spec may set PATH) and openclaw asks ``env`` for ``node``."""
+    if _in_container(config):
+        return list(HEALTH)
+    bin_dir = install_dir(config) / "bin"
+    return [str(bin_dir / "node"), str(bin_dir / "openclaw"), *HEALTH[1:]]

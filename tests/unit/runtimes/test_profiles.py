@@ -76,7 +76,7 @@ def test_openclaw_as_a_local_process_runs_the_launcher_from_the_install() -> Non
     env = runtime.env(settings, LocalStorage(Path("/srv/objects")), "ann")
     assert "HOME" not in env  # the backend's private home, removed with the worker
     assert env["HICLAW_OPENCLAW_HOME"] == "/opt/openclaw"
-    assert env["PATH"].startswith("/opt/openclaw/bin:")
+    assert "PATH" not in env  # no spec may set PATH: the launcher puts the install's bin first itself
     assert runtime.command(settings) in ([str(Path(sys.executable).with_name("hiclaw-openclaw-worker"))],
                                          [sys.executable, "-m", "hiclaw_bot.agent.openclaw"])
     ports = {runtime.gateway_port(settings, name) for name in ("ann", "bob", "cal")}
@@ -99,7 +99,10 @@ async def test_openclaw_is_ready_when_its_gateway_health_says_ok(tmp_path: Path,
     probe = await profile("openclaw").probe(config(), ctx)
     assert probe.ready is ready
     assert probe.detail.startswith(detail)
-    assert backend.ran == [["openclaw", "gateway", "health", "--json"]]
+    [argv] = backend.ran  # on this host: the install's own Node runs the install's openclaw
+    assert argv[0].endswith("/bin/node")
+    assert argv[1].endswith("/bin/openclaw")
+    assert argv[2:] == ["gateway", "health", "--json"]
 
 
 async def test_openclaw_is_not_ready_while_it_runs_an_older_config(tmp_path: Path) -> None:
