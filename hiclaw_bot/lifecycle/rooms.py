@@ -2,8 +2,10 @@
 
 A message counts for a worker when the worker sends it, when it is said in the worker's own room,
 or when it names the worker in the worker's team room. The map is rebuilt from the workers and
-teams tables, at most every ``ttl`` seconds (and sooner when a message comes from a room it does
-not know), so a busy sync costs no query per message.
+teams tables, at most every ``ttl`` seconds, and when a message comes from a room it does not know
+(at most every ``unknown_ttl``), so a busy sync costs no query per message. That second period is
+short: a map loaded just before a worker's room was made would otherwise miss a mention in it for
+as long, and a create, a sleep and a waking mention can all fit in a few seconds.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class RoomMap:
 
 class RoomIndex:
     def __init__(self, store: Store, domain: str, clock: Clock, *, ttl: float = 60.0,
-                 unknown_ttl: float = 5.0) -> None:
+                 unknown_ttl: float = 0.5) -> None:
         self.store = store
         self.domain = domain
         self.clock = clock
