@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -229,12 +230,11 @@ class LocalIdentities:
             for passage in (root, *[root / p for p in Path(prefix).parents if str(p) != "."]):
                 if passage != own:
                     passage.chmod(0o711)
-            for directory, subdirs, files in os.walk(own):
-                os.chown(directory, *ids)
-                os.chmod(directory, 0o700)
-                for entry in (*subdirs, *files):
-                    if not (Path(directory) / entry).is_symlink():
-                        os.chown(Path(directory) / entry, *ids)
+            fd = os.open(own, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                _own_tree(fd, ids)
+            finally:
+                os.close(fd)
 
     async def grant(self, name: str, prefixes: Sequence[str]) -> None:
         return None
@@ -247,6 +247,45 @@ class LocalIdentities:
 
     async def close(self) -> None:
         return None
+
+
+def _own_tree(directory: int, ids: tuple[int, int]) -> None:
+    """Give the directory open as ``directory``, and everything under it, to ``ids`` (0700 folders).
+
+    The tree is live: the worker and the skills step may write into it meanwhile, and the store
+    renames ``.hiclaw-tmp-*`` files into place. Each folder is chowned *before* it is listed, so
+    whatever appears in it after the listing takes its new owner from it (the store's
+    ``_inherit_owner``); a listing during which an entry vanished (a temp file renamed into a name
+    the listing missed) is taken again. Nothing follows a symlink: entries are reached by file
+    descriptor and chowned with ``follow_symlinks=False``, so a link the worker planted cannot turn
+    this root-run walk onto a file outside its prefix.
+    """
+    os.fchown(directory, *ids)
+    os.fchmod(directory, 0o700)
+    while True:
+        vanished, folders = False, []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    os.chown(entry.name, *ids, dir_fd=directory, follow_symlinks=False)
+                except FileNotFoundError:
+                    vanished = True
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.name)
+        if not vanished:
+            break
+    for name in folders:
+        try:
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):  # gone, or swapped for a link
+                continue
+            raise
+        try:
+            _own_tree(inner, ids)
+        finally:
+            os.close(inner)
 
 
 async def _tolerate(call: Awaitable[Any], codes: frozenset[str]) -> None:
