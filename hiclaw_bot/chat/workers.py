@@ -146,7 +146,7 @@ class WorkerCommands:
 
     # -- reading --------------------------------------------------------------------------------
 
-    async def list(self, ctx: CommandContext) -> Reply:
+    async def list_workers(self, ctx: CommandContext) -> Reply:
         rows = await ctx.store.workers.all()
         if ctx.actor.kind.scoped:  # a leader, team member or viewer sees its teams' workers only
             rows = [w for w in rows if w.team is not None and w.team in ctx.actor.teams]
@@ -229,7 +229,7 @@ class WorkerCommands:
             return Reply.of(f"No logs for {row.name}: {exc}")
         return _code(f"Last {tail} lines of {row.name}:", _tail(text))
 
-    async def exec(self, ctx: CommandContext) -> Reply:
+    async def run_in_worker(self, ctx: CommandContext) -> Reply:
         row = await self._row(ctx)
         if isinstance(row, Reply):
             return row
@@ -343,7 +343,7 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
               option("backend", TEXT, "where it runs: one of backend.available (default backend.kind)")],
     )
     registry.command("worker", "list", permission=Permission.READ,
-                     summary="Workers and their state", handler=commands.list,
+                     summary="Workers and their state", handler=commands.list_workers,
                      aliases=("worker ls", "workers"),
                      args=[option("state", TEXT, "only workers in this state, e.g. Sleeping"),
                            option("team", NAME, "only this team's workers"),
@@ -374,7 +374,7 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
                                                           f"how many lines (default {LOG_TAIL_DEFAULT})",
                                                           default=LOG_TAIL_DEFAULT)])
     registry.command("worker", "exec", summary="Run a command inside a worker (admins only)",
-                     handler=commands.exec, target=target, args=[worker], raw="COMMAND…",
+                     handler=commands.run_in_worker, target=target, args=[worker], raw="COMMAND…",
                      permission=Permission.MANAGE)
 
 

@@ -31,7 +31,7 @@ from hiclaw_bot.clients._matrix_http import (
     ForbiddenError,
     JsonDict,
     MatrixHttp,
-    Reply,
+    HttpReply,
     error_for,
     q,
 )
@@ -278,7 +278,7 @@ def _shared_secret_mac(mode: SharedSecretRegistration, nonce: str, localpart: st
     return hmac.new(mode.shared_secret.encode(), b"\x00".join(p.encode() for p in parts), hashlib.sha1).hexdigest()
 
 
-def _next_stage(reply: Reply) -> str | None:
+def _next_stage(reply: HttpReply) -> str | None:
     """The next UIA stage to complete, or None when the reply is a real error (or no flow fits)."""
     if reply.status != 401 or reply.errcode is not None or "session" not in reply.body:
         return None

@@ -63,7 +63,7 @@ def q(segment: str) -> str:
 
 
 @dataclass(frozen=True)
-class Reply:
+class HttpReply:
     """A reply whose status was not transient: the caller decides what a 4xx means.
 
     ``data`` is the decoded JSON (an object, or a list for the few endpoints that answer with one).
@@ -187,7 +187,7 @@ class MatrixHttp:
 
     async def call(self, method: str, path: str, *, token: str | None = None,
                    body: Mapping[str, Any] | None = None, params: Mapping[str, str] | None = None,
-                   retry: bool = True) -> Reply:
+                   retry: bool = True) -> HttpReply:
         """Send and return any non-transient reply (UIA reads its 401s); transient ones raise or retry."""
         if not retry:
             return await self._once(method, path, token, body, params)
@@ -208,7 +208,7 @@ class MatrixHttp:
         return exc.retry_after is None or exc.retry_after <= self._max_wait
 
     async def _once(self, method: str, path: str, token: str | None, body: Mapping[str, Any] | None,
-                    params: Mapping[str, str] | None) -> Reply:
+                    params: Mapping[str, str] | None) -> HttpReply:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -232,7 +232,7 @@ class MatrixHttp:
                 raise PermanentClientError(SYSTEM, f"{method} {path} → {status} with a reply that is not JSON",
                                            status=status)
             parsed = {}
-        return Reply(status, parsed)
+        return HttpReply(status, parsed)
 
 
 def _parse(raw: bytes) -> JsonDict | list[Any] | None:
