@@ -94,7 +94,7 @@ class HumanCommands:
                                                              "workers": workers or None})
         return None
 
-    async def list(self, ctx: CommandContext) -> Reply:
+    async def list_humans(self, ctx: CommandContext) -> Reply:
         rows = await ctx.store.humans.all()
         if not rows:
             return Reply.of("No humans yet. Add one with `!human create USER`.")
@@ -160,7 +160,7 @@ def register_human_commands(registry: Registry, services: Services) -> None:
                      args=[human, option("teams", ListOf(NAME), "replace its teams first"),
                            option("workers", ListOf(NAME), "replace the workers it may talk to first")])
     registry.command("human", "list", permission=Permission.MANAGE,
-                     summary="All human members", handler=commands.list, aliases=("humans",))
+                     summary="All human members", handler=commands.list_humans, aliases=("humans",))
     registry.command("human", "delete", permission=Permission.MANAGE,
                      summary="Remove a human: out of our rooms, account deactivated",
                      handler=commands.delete, target=target, args=[human],

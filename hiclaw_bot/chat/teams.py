@@ -155,7 +155,7 @@ class TeamCommands:
 
     # -- reading --------------------------------------------------------------------------------
 
-    async def list(self, ctx: CommandContext) -> Reply:
+    async def list_teams(self, ctx: CommandContext) -> Reply:
         rows = await ctx.store.teams.all()
         if ctx.actor.kind.scoped:
             rows = [t for t in rows if t.name in ctx.actor.teams]
@@ -230,7 +230,7 @@ def register_team_commands(registry: Registry, config: Config, services: Service
                      summary="Take a worker out of a team; it keeps running",
                      handler=commands.remove, target=target, args=[team, positional("worker", NAME, "the worker")])
     registry.command("team", "list", permission=Permission.READ,
-                     summary="All teams", handler=commands.list, aliases=("teams",))
+                     summary="All teams", handler=commands.list_teams, aliases=("teams",))
     registry.command("team", "status", permission=Permission.READ,
                      summary="One team: leader, workers, rooms, current operation",
                      handler=commands.status, target=target, args=[team])
