@@ -48,6 +48,7 @@ from hiclaw_bot.chat.context import Incoming
 from hiclaw_bot.chat.dispatch import Dispatcher
 from hiclaw_bot.chat.grammar import BotIdentity
 from hiclaw_bot.chat.progress import ProgressHub
+from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.clients.objectstore import LocalObjectStore
@@ -186,7 +187,7 @@ async def main() -> dict[str, Any]:
     outbox = Outbox()
     hub = ProgressHub(engine, store, outbox)
     dispatcher = Dispatcher(config=config, store=store, engine=engine, registry=registry, hub=hub, outbox=outbox,
-                            identity=BotIdentity("@hiclaw-bot:bench.local", "HiClaw"))
+                            identity=BotIdentity("@hiclaw-bot:bench.local", "HiClaw"), resolver=Resolver(config, store))
     api = ApiState(store=store, engine=engine, backend=backend, token=SecretStr(TOKEN))
     try:
         started = time.perf_counter()

@@ -29,9 +29,10 @@ from hiclaw_bot.chat.arguments import (
 )
 from hiclaw_bot.chat.bot import Bot
 from hiclaw_bot.chat.builtin import default_registry
+from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext, Incoming
 from hiclaw_bot.chat.permissions import Permission
-from hiclaw_bot.chat.registry import Command, Handler, Registry, TargetSpec
+from hiclaw_bot.chat.registry import Command, Handler, Registry
 from hiclaw_bot.chat.replies import Reply, table
 
 __all__ = [

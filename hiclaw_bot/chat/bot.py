@@ -33,7 +33,7 @@ import nio
 
 from hiclaw_bot.chat.builtin import default_registry
 from hiclaw_bot.chat.context import Incoming
-from hiclaw_bot.chat.dispatch import SYNC_KEY, Dispatcher
+from hiclaw_bot.chat.dispatch import Dispatcher
 from hiclaw_bot.chat.grammar import BotIdentity, command_text
 from hiclaw_bot.chat.matrix import (
     NETWORK_ERRORS,
@@ -47,6 +47,7 @@ from hiclaw_bot.chat.matrix import (
     unknown_token,
 )
 from hiclaw_bot.chat.progress import ACTIVE_STATES, ProgressHub
+from hiclaw_bot.chat.record import SYNC_KEY
 from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import JsonDict, relation_to
 from hiclaw_bot.chat.resolve import Resolver
@@ -169,7 +170,8 @@ class Bot:
             await self.hub.start()
             self._dispatcher = Dispatcher(config=self.config, store=self.store, engine=self.engine,
                                           registry=self.registry, hub=self.hub, outbox=outbox,
-                                          identity=BotIdentity(self.user_id, account.display_name))
+                                          identity=BotIdentity(self.user_id, account.display_name),
+                                          resolver=self._resolver)
             await self._resume_reports()
             await self.store.events.prune(self.store.db.now() - PROCESSED_EVENTS_KEPT)
             await self.store.confirmations.purge_expired()

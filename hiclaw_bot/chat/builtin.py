@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 
 from hiclaw_bot.chat.arguments import INT, TEXT, Choice, Integer, option, positional
+from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.grammar import Token
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.progress import render
-from hiclaw_bot.chat.registry import Found, Registry, TargetSpec, unknown_reply
+from hiclaw_bot.chat.registry import Found, Registry, unknown_reply
 from hiclaw_bot.chat.replies import Reply, duration, table
 from hiclaw_bot.engine import OperationNotFound
 from storage import TERMINAL_OP_STATES, Operation
@@ -120,7 +121,8 @@ async def confirm(ctx: CommandContext) -> Reply | None:
     if pending is None:
         return Reply.of(f"You have no pending confirmation {code}: codes expire after five minutes and work only "
                         f"for the person who got them.")
-    return await ctx.run_confirmed(pending.command)
+    ctx.run_confirmed(pending.command)
+    return None
 
 
 async def _op(ctx: CommandContext) -> Operation:

@@ -1,14 +1,21 @@
 """What a command handler gets: the parsed command, who sent it, and the few ways to act.
 
 A handler reads its arguments (``ctx.args.get("name", str)``), may look at the store, and does one
-of two things:
+of three things:
 
 * starts an operation with :meth:`CommandContext.start`, which records it in the *same transaction*
-  that marks the Matrix event processed and writes the audit row, so a crash can neither lose the
-  command nor run it twice; its progress message then answers the command, and the handler
-  usually returns None;
-* or answers directly by returning a :class:`~hiclaw_bot.chat.replies.Reply` (lists, status);
-  the dispatcher marks the event in its own transaction before it sends the answer.
+  that marks the Matrix event processed and writes the audit row (:mod:`hiclaw_bot.chat.record`),
+  so a crash can neither lose the command nor run it twice; its progress message then answers the
+  command, and the handler usually returns None;
+* answers directly by returning a :class:`~hiclaw_bot.chat.replies.Reply` (lists, status);
+  the dispatcher marks the event in its own transaction before it sends the answer;
+* refuses, by raising :class:`~hiclaw_bot.types.Refused` with the reason in people's words: the
+  dispatcher answers it, and nothing was changed.
+
+The context only collects what the handler asked for — operations to report on
+(:meth:`~CommandContext.follow`), a confirmation to leave (:meth:`~CommandContext.ask_confirmation`),
+a stored command to run (:meth:`~CommandContext.run_confirmed`) — and the dispatcher acts on it
+once the handler has returned: nothing here calls back into the dispatcher.
 
 Handlers run one at a time, in timeline order, so they must be quick: anything slow belongs in an
 operation. They never send messages themselves and never catch errors they cannot explain: the
@@ -21,17 +28,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from hiclaw_bot.chat import confirmations
 from hiclaw_bot.chat.arguments import Args
+from hiclaw_bot.chat.command import Command
 from hiclaw_bot.chat.permissions import Actor
-from hiclaw_bot.chat.registry import Command
-from hiclaw_bot.chat.replies import JsonDict, Reply, relation_to
+from hiclaw_bot.chat.record import EventRecord
+from hiclaw_bot.chat.replies import JsonDict, relation_to
 from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, Submission
 from hiclaw_bot.types import EventId, RoomId, UserId
-from storage import Operation, Store, Tx
+from storage import Confirmation, Operation, Store, Tx
 
 
 @dataclass(frozen=True)
@@ -55,37 +64,23 @@ class Incoming:
         return relation_to(self.event_id, self.content)
 
 
-class AlreadyHandled(Exception):
-    """The event was marked processed by someone else first: do nothing, say nothing."""
-
-
 @dataclass(eq=False)
 class EventState:
-    """Shared by the contexts of one event (a ``!confirm`` runs a second command for it)."""
+    """The dispatcher's own state of one event, shared by the contexts of that event (a ``!confirm``
+    runs a second command for it). Only the dispatcher changes it."""
 
-    sync_token: str | None = None
-    """A sync token to store in the same transaction as the event's mark (see ``Bot``)."""
-    marked: bool = False
     reporting: bool = False
     """An operation's progress reporter answers this event: direct replies to it are not final."""
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the dispatcher's own answer is out: progress reports wait for it, to come after it."""
 
 
-class Host(Protocol):
-    """The dispatcher, as seen by a context."""
-
-    async def mark_with_op(self, ctx: CommandContext, tx: Tx, op_id: int, subject: str) -> None: ...
-    def follow(self, ctx: CommandContext, op: Operation) -> None: ...
-    async def rerun(self, ctx: CommandContext, text: str) -> Reply | None: ...
-
-
 class CommandContext:
     """One run of one command; see the module docstring."""
 
-    def __init__(self, *, command: Command, args: Args, argv: tuple[str, ...], actor: Actor, message: Incoming,
-                 config: Config, store: Store, engine: Engine, resolver: Resolver, host: Host,
-                 state: EventState, confirmed: bool) -> None:
+    def __init__(self, *, command: Command[CommandContext], args: Args, argv: tuple[str, ...], actor: Actor,
+                 message: Incoming, config: Config, store: Store, engine: Engine, resolver: Resolver,
+                 record: EventRecord, confirmed: bool) -> None:
         self.command = command
         self.args = args
         self.argv = argv
@@ -98,8 +93,13 @@ class CommandContext:
         self.resolver = resolver
         self.confirmed = confirmed
         """True when the command runs after a ``!confirm``."""
-        self.state = state
-        self._host = host
+        self.record = record
+        self.followed: list[Operation] = []
+        """Operations whose progress answers this command (the dispatcher follows them)."""
+        self.confirmation: Confirmation | None = None
+        """A confirmation the handler asked for (the dispatcher stores it with the event's mark)."""
+        self.stored_command: str | None = None
+        """A confirmed command line to run next (``!confirm``), permissions checked again."""
 
     @property
     def sender(self) -> UserId:
@@ -115,22 +115,27 @@ class CommandContext:
 
         Raises ``SubjectBusy`` (the dispatcher answers it) when another operation holds ``subject``.
         """
-        host = self._host
+        record, command, confirmed = self.record, self.command.name, self.confirmed
 
         async def same_transaction(tx: Tx, op_id: int) -> None:
-            await host.mark_with_op(self, tx, op_id, subject)
+            await record.started(tx, op_id=op_id, command=command, subject=subject, confirmed=confirmed)
 
         submission = await self.engine.submit(kind, subject, params, actor=self.sender, room_id=self.room_id,
                                               source_event_id=self.message.event_id, when_busy=when_busy,
                                               same_transaction=same_transaction)
-        self.state.marked = True
-        self._host.follow(self, submission.op)
+        self.follow(submission.op)
         return submission
 
     def follow(self, op: Operation) -> None:
         """Report the progress of an existing operation (after a retry or an abort) in this room."""
-        self._host.follow(self, op)
+        self.followed.append(op)
 
-    async def run_confirmed(self, text: str) -> Reply | None:
-        """Run a stored command line (after ``!confirm``), permissions checked again."""
-        return await self._host.rerun(self, text)
+    def ask_confirmation(self, command: str) -> str:
+        """Leave ``command`` (a command line without its ``!``) for ``!confirm``; returns the code to show."""
+        self.confirmation = confirmations.pending(sender=self.sender, room_id=self.room_id, command=command,
+                                                  now=self.store.db.now())
+        return self.confirmation.code
+
+    def run_confirmed(self, text: str) -> None:
+        """Run a stored command line (after ``!confirm``) once this handler returns; its answer is this one's."""
+        self.stored_command = text

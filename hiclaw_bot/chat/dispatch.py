@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hiclaw_bot.chat.arguments import Args, UsageError, bind
-from hiclaw_bot.chat.context import AlreadyHandled, CommandContext, EventState, Incoming
+from hiclaw_bot.chat.confirmations import CONFIRM_TTL
+from hiclaw_bot.chat.context import CommandContext, EventState, Incoming
 from hiclaw_bot.chat.grammar import (
     MAX_MESSAGE_CHARS,
     BotIdentity,
@@ -37,19 +38,16 @@ from hiclaw_bot.chat.grammar import (
 )
 from hiclaw_bot.chat.permissions import Actor, ActorKind, Permission, RoomScope, decide
 from hiclaw_bot.chat.progress import ProgressHub
+from hiclaw_bot.chat.record import AlreadyHandled, EventRecord
 from hiclaw_bot.chat.registry import Command, Found, Registry, unknown_reply
 from hiclaw_bot.chat.replies import Outbox, Reply, SendFailed, notice, spoken_duration
 from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, EngineError, SubjectBusy, describe
-from storage import Confirmation, Operation, Store, Tx
+from hiclaw_bot.types import Refused
+from storage import Confirmation, Operation, Store
 
 log = logging.getLogger("hiclaw_bot.chat")
-
-SYNC_KEY = "next_batch"
-"""Where the sync token lives in ``store.sync``."""
-CONFIRM_TTL = 300.0
-_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud, typed on phones
 
 
 @dataclass(frozen=True)
@@ -64,10 +62,6 @@ class Answer:
     confirmation: Confirmation | None = None
 
 
-def new_code() -> str:
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(6))
-
-
 def is_edit(content: Mapping[str, Any]) -> bool:
     relates = content.get("m.relates_to")
     return isinstance(relates, Mapping) and relates.get("rel_type") == "m.replace"
@@ -77,7 +71,7 @@ class Dispatcher:
     """Handles the command messages of every room, one at a time; see the module docstring."""
 
     def __init__(self, *, config: Config, store: Store, engine: Engine, registry: Registry, hub: ProgressHub,
-                 outbox: Outbox, identity: BotIdentity) -> None:
+                 outbox: Outbox, identity: BotIdentity, resolver: Resolver) -> None:
         self.config = config
         self.store = store
         self.engine = engine
@@ -85,7 +79,7 @@ class Dispatcher:
         self.hub = hub
         self.outbox = outbox
         self.identity = identity
-        self.resolver = Resolver(config, store)
+        self.resolver = resolver
 
     async def handle(self, message: Incoming, *, sync_token: str | None = None) -> bool:
         """Answer one message if it is a command for the bot not yet processed.
@@ -97,11 +91,14 @@ class Dispatcher:
         text = command_text(message.body, self.identity, message.formatted_body)
         if text is None or is_edit(message.content) or await self.store.events.seen(message.event_id):
             return False
-        state = EventState(sync_token)
+        record = EventRecord(self.store, event_id=message.event_id, room_id=message.room_id, sender=message.sender,
+                             sync_token=sync_token)
+        state = EventState()
         try:
-            answer = await self._answer(message, text, state)
-            if not state.marked:
-                await self._settle(message, answer, state)
+            answer = await self._answer(message, text, record, state)
+            if not record.marked:
+                await record.settle(command=answer.command, decision=answer.decision, subject=answer.subject,
+                                    detail=answer.detail, confirmation=answer.confirmation)
             if answer.reply is not None:
                 await self.send_reply(message, answer.reply, final=not state.reporting)
         except AlreadyHandled:
@@ -120,7 +117,7 @@ class Dispatcher:
 
     # -- deciding -------------------------------------------------------------------------------
 
-    async def _answer(self, message: Incoming, text: str, state: EventState) -> Answer:
+    async def _answer(self, message: Incoming, text: str, record: EventRecord, state: EventState) -> Answer:
         try:
             limit = self.config.matrix.command_max_age
             if message.age > limit:
@@ -136,7 +133,7 @@ class Dispatcher:
             if isinstance(invocation, GrammarError):
                 return Answer(Reply.of(f"I could not read that command: {invocation.message}."), "usage",
                               _summary(text))
-            return await self._execute(message, actor, invocation, state, confirmed=False)
+            return await self._execute(message, actor, invocation, record, state, confirmed=False)
         except AlreadyHandled:
             raise
         except Exception:
@@ -146,8 +143,8 @@ class Dispatcher:
                                    f"An admin can find the details in the bot's log."),
                           "error", _summary(text), detail=reference)
 
-    async def _execute(self, message: Incoming, actor: Actor, invocation: Invocation, state: EventState, *,
-                       confirmed: bool) -> Answer:
+    async def _execute(self, message: Incoming, actor: Actor, invocation: Invocation, record: EventRecord,
+                       state: EventState, *, confirmed: bool) -> Answer:
         found = self.registry.resolve(invocation.words)
         if not isinstance(found, Found):
             return Answer(unknown_reply(found), "unknown", _summary(found.typed))
@@ -179,14 +176,13 @@ class Dispatcher:
                                    f"`!{target.kind} list` shows them."), "not-found", command.name, subject)
         ctx = CommandContext(command=command, args=args, argv=invocation.raw or (), actor=actor, message=message,
                              config=self.config, store=self.store, engine=self.engine, resolver=self.resolver,
-                             host=self, state=state, confirmed=confirmed)
+                             record=record, confirmed=confirmed)
         if command.confirm is not None and not confirmed:
-            refusal = await command.precheck(ctx) if command.precheck is not None else None
-            if refusal is not None:
-                return Answer(refusal, "done", command.name, subject)
-            return self._ask_confirmation(message, command, invocation, args.values, subject)
+            return await self._ask_confirmation(ctx, invocation, subject)
         try:
             reply = await command.handler(ctx)
+        except Refused as exc:
+            reply = Reply.of(exc.reason)
         except SubjectBusy as exc:
             holder = exc.holder
             return Answer(Reply.of(f"{holder.subject} is busy with operation {holder.op_id} ({holder.kind}, "
@@ -194,93 +190,69 @@ class Dispatcher:
                           "busy", command.name, subject, f"held by {holder.op_id}")
         except EngineError as exc:
             return Answer(Reply.of(f"Cannot do that: {describe(exc)}."), "rejected", command.name, subject)
-        if reply is None and not state.marked:
+        finally:
+            self._follow(ctx, state)
+        confirmation = ctx.confirmation
+        if ctx.stored_command is not None:
+            stored = await self._run_stored(ctx, ctx.stored_command, state)
+            reply, confirmation = stored.reply, stored.confirmation
+        if reply is None and not record.marked:
             reply = Reply.of("Done.")
-        return Answer(reply, "confirmed" if confirmed else "done", command.name, subject)
+        return Answer(reply, "confirmed" if confirmed else "done", command.name, subject, confirmation=confirmation)
 
     async def _op_permission(self, command: Command, op_id: int) -> Permission:
         """``!op retry/abort`` need what the operation's own command needs, as if this sender sent it
         again (a leader may not abort an admin's ``team.*`` operation on its team); ``!op show``
         needs READ, or MANAGE for an operation only admins could have started."""
         op = await self.store.ops.get(op_id)
-        original = self.registry.get(original_command(op)) if op is not None else None
+        original = self._starter(op) if op is not None else None
         needed = original.permission if original is not None else Permission.MANAGE
         if command.name == "op show":
             return Permission.MANAGE if needed is Permission.MANAGE else Permission.READ
         return needed
 
-    def _ask_confirmation(self, message: Incoming, command: Command, invocation: Invocation,
-                          values: Mapping[str, Any], subject: str | None) -> Answer:
+    def _starter(self, op: Operation) -> Command | None:
+        """The command an operation's retry or abort answers to (``!worker create --team`` runs as a
+        ``team.add`` that creates: still a worker create)."""
+        if op.kind == "team.add" and op.params.get("create"):
+            return self.registry.get("worker create")
+        return self.registry.starter(op.kind)
+
+    async def _ask_confirmation(self, ctx: CommandContext, invocation: Invocation, subject: str | None) -> Answer:
+        """A destructive command: refuse at once what would be refused anyway, else leave a code."""
+        command = ctx.command
+        try:
+            refusal = await command.precheck(ctx) if command.precheck is not None else None
+        except Refused as exc:
+            refusal = Reply.of(exc.reason)
+        if refusal is not None:
+            return Answer(refusal, "done", command.name, subject)
         what = command.confirm or ""
         with contextlib.suppress(KeyError, ValueError, IndexError):
-            what = what.format_map({k: v for k, v in values.items() if isinstance(v, str | int)})
-        code = new_code()
-        pending = Confirmation(code=code, sender=message.sender, room_id=message.room_id, command=invocation.text,
-                               expires_at=self.store.db.now() + CONFIRM_TTL)
+            what = what.format_map({k: v for k, v in ctx.args.values.items() if isinstance(v, str | int)})
+        code = ctx.ask_confirmation(invocation.text)
         reply = Reply.of(f"⚠ `!{invocation.text}` {what}. To go ahead, send `!confirm {code}` within "
                          f"{spoken_duration(CONFIRM_TTL)}.")
-        return Answer(reply, "confirm-pending", command.name, subject, confirmation=pending)
+        return Answer(reply, "confirm-pending", command.name, subject, confirmation=ctx.confirmation)
 
-    # -- recording ------------------------------------------------------------------------------
+    def _follow(self, ctx: CommandContext, state: EventState) -> None:
+        """Report the progress of the operations the handler started or resumed, after its answer."""
+        for op in ctx.followed:
+            if self.hub.track(op, ctx.message.answer_relation, command_event_id=ctx.message.event_id,
+                              after=state.answered):
+                state.reporting = True
 
-    async def _settle(self, message: Incoming, answer: Answer, state: EventState) -> None:
-        """Mark the event processed, store a pending confirmation, write the audit row: one transaction."""
-        async with self.store.transaction() as tx:
-            await self._mark(message, state, tx, answer.decision, None)
-            if answer.confirmation is not None:
-                await self.store.confirmations.add(answer.confirmation, tx=tx)
-            await self.store.audit.add(actor=message.sender, command=answer.command, decision=answer.decision,
-                                       room_id=message.room_id, subject=answer.subject, detail=answer.detail,
-                                       tx=tx)
-
-    async def _mark(self, message: Incoming, state: EventState, tx: Tx, outcome: str, op_id: int | None) -> None:
-        if not await self.store.events.mark(message.event_id, message.room_id, outcome, op_id=op_id, tx=tx):
-            raise AlreadyHandled
-        if state.sync_token is not None:
-            await self.store.sync.set(SYNC_KEY, state.sync_token, tx=tx)
-
-    # -- the context's host ---------------------------------------------------------------------
-
-    async def mark_with_op(self, ctx: CommandContext, tx: Tx, op_id: int, subject: str) -> None:
-        message = ctx.message
-        await self._mark(message, ctx.state, tx, "started", op_id)
-        await self.store.audit.add(actor=message.sender, command=ctx.command.name,
-                                   decision="confirmed" if ctx.confirmed else "started", room_id=message.room_id,
-                                   subject=subject, op_id=op_id, tx=tx)
-
-    def follow(self, ctx: CommandContext, op: Operation) -> None:
-        if self.hub.track(op, ctx.message.answer_relation, command_event_id=ctx.message.event_id,
-                          after=ctx.state.answered):
-            ctx.state.reporting = True
-
-    async def rerun(self, ctx: CommandContext, text: str) -> Reply | None:
+    async def _run_stored(self, ctx: CommandContext, text: str, state: EventState) -> Answer:
+        """Run the command a ``!confirm`` took out, as the same sender, permissions checked again."""
         invocation = parse(text)
         if isinstance(invocation, GrammarError):
-            return Reply.of(f"The stored command could not be read: {invocation.message}.")
-        answer = await self._execute(ctx.message, ctx.actor, invocation, ctx.state, confirmed=True)
-        if not ctx.state.marked:
-            await self.store.audit.add(actor=ctx.sender, command=answer.command, decision=answer.decision,
-                                       room_id=ctx.room_id, subject=answer.subject, detail=answer.detail)
-        return answer.reply
-
-
-OP_COMMANDS = {
-    "worker.create": "worker create", "worker.delete": "worker delete", "worker.sleep": "worker sleep",
-    "worker.wake": "worker wake", "worker.update": "worker update",
-    "team.create": "team create", "team.add": "team add", "team.remove": "team remove", "team.delete": "team delete",
-    "human.create": "human create", "human.invite": "human invite", "human.delete": "human delete",
-    "gc.sweep": "gc",
-}
-"""The command that starts each kind of operation; a kind not here (``worker.repair``, started by
-the bot itself) is treated as an admin's."""
-
-
-def original_command(op: Operation) -> str:
-    """The command whose permission an operation's retry or abort needs (``!worker create --team``
-    runs as a ``team.add`` that creates: still a worker create)."""
-    if op.kind == "team.add" and op.params.get("create"):
-        return "worker create"
-    return OP_COMMANDS.get(op.kind, "")
+            return Answer(Reply.of(f"The stored command could not be read: {invocation.message}."), "usage",
+                          ctx.command.name)
+        answer = await self._execute(ctx.message, ctx.actor, invocation, ctx.record, state, confirmed=True)
+        if not ctx.record.marked:
+            await ctx.record.audit(command=answer.command, decision=answer.decision, subject=answer.subject,
+                                   detail=answer.detail)
+        return answer
 
 
 def default_team(actor: Actor, command: Command, args: Args) -> Args:

@@ -2,8 +2,9 @@
 
 Why not the registry's ``confirm=``: that asks before the handler runs, so the person would confirm
 a deletion without having seen what it deletes, and ``--dry-run`` would need a code too. Here the
-handler takes the inventory first and shows it; a plain ``!gc`` then leaves a confirmation whose
-stored command is ``gc --expect <digest of that list>``. ``!confirm`` reruns it: a fresh inventory
+handler takes the inventory first and shows it; a plain ``!gc`` then leaves a confirmation
+(:meth:`~hiclaw_bot.chat.context.CommandContext.ask_confirmation`, as the registry's does) whose stored
+command is ``gc --expect <digest of that list>``. ``!confirm`` reruns it: a fresh inventory
 must have the same digest, or nothing is deleted and the person is asked to look again. Only then
 does the ``gc.sweep`` operation start, with exactly the list that was shown.
 
@@ -14,15 +15,14 @@ this handler is slower than most; it is an admin's occasional command.
 from __future__ import annotations
 
 from hiclaw_bot.chat.arguments import TEXT, flag, option
+from hiclaw_bot.chat.confirmations import CONFIRM_TTL
 from hiclaw_bot.chat.context import CommandContext
-from hiclaw_bot.chat.dispatch import CONFIRM_TTL, new_code
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import Reply, spoken_duration, table
 from hiclaw_bot.flows.gc import SUBJECT, SWEEP
 from hiclaw_bot.flows.inventory import Inventory, inventory
 from hiclaw_bot.flows.services import Services
-from storage import Confirmation
 
 
 def listing(found: Inventory, note: str) -> Reply:
@@ -51,10 +51,7 @@ class GcCommand:
                                 "Send `!gc` again to see the current list.")
             await ctx.start(SWEEP, SUBJECT, {"orphans": [o.as_param() for o in found.orphans]})
             return None
-        code = new_code()
-        await ctx.store.confirmations.add(Confirmation(
-            code=code, sender=ctx.sender, room_id=ctx.room_id, command=f"gc --expect {found.digest()}",
-            expires_at=ctx.store.db.now() + CONFIRM_TTL))
+        code = ctx.ask_confirmation(f"gc --expect {found.digest()}")
         return listing(found, f"⚠ To delete exactly these, send `!confirm {code}` within "
                               f"{spoken_duration(CONFIRM_TTL)}.")
 

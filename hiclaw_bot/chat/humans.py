@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from hiclaw_bot.chat.arguments import NAME, TEXT, ArgError, ArgType, Choice, ListOf, option, positional
+from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.permissions import Permission
-from hiclaw_bot.chat.registry import Registry, TargetSpec
+from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import Reply, table
 from hiclaw_bot.flows import human as flows
 from hiclaw_bot.flows import names

@@ -15,86 +15,20 @@ confirmation step of destructive commands, "did you mean" for typos, and ``!help
 from __future__ import annotations
 
 import difflib
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
 
+from hiclaw_bot.chat import command as declared
 from hiclaw_bot.chat.arguments import Arg
+from hiclaw_bot.chat.command import TargetSpec
+from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.grammar import Token
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.replies import Reply, table
 
-if TYPE_CHECKING:
-    from hiclaw_bot.chat.context import CommandContext
-
-Handler = Callable[["CommandContext"], Awaitable[Reply | None]]
-"""A command's behaviour: gets the context, returns the answer (None when the operation it started
-answers through its progress message, or when there is nothing to add)."""
-
-_WHO = {
-    Permission.MEMBER: "anyone the bot knows",
-    Permission.READ: "admins and members (scoped to their teams)",
-    Permission.OPERATE: "admins, and team leaders or team-level members on their own team",
-    Permission.PROVISION: "admins, and team leaders within their team's quota",
-    Permission.MANAGE: "admins only",
-}
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """Which argument names the command's target, for the permission check.
-
-    ``team_arg`` names an argument holding the team of a target that does not exist yet (the team
-    a new worker will join).
-    """
-
-    kind: Literal["worker", "team", "human", "op"]
-    arg: str
-    team_arg: str | None = None
-    must_exist: bool = False
-    """An unknown target is answered at once, before any confirmation is asked for."""
-
-
-@dataclass(frozen=True)
-class Command:
-    noun: str
-    verb: str | None
-    summary: str
-    handler: Handler
-    permission: Permission
-    args: tuple[Arg, ...] = ()
-    target: TargetSpec | None = None
-    confirm: str | None = None
-    """Set for destructive commands: what will happen, shown when asking for ``!confirm CODE``.
-    ``{name}`` fields are filled from the arguments."""
-    raw: str | None = None
-    """The metavar of raw argv after ``--`` (``COMMAND…``); None: the command takes none."""
-    aliases: tuple[str, ...] = ()
-    precheck: Handler | None = None
-    """For a confirmed command: run before asking for ``!confirm``; a reply refuses at once (nobody
-    confirms something that would then be refused)."""
-
-    @property
-    def name(self) -> str:
-        return self.noun if self.verb is None else f"{self.noun} {self.verb}"
-
-    def usage(self) -> str:
-        parts = [f"!{self.name}", *(arg.usage() for arg in self.args)]
-        if self.raw is not None:
-            parts += ["--", self.raw]
-        return " ".join(parts)
-
-    def help(self) -> Reply:
-        lines = [f"`{self.usage()}`", self.summary]
-        described = [arg for arg in self.args if arg.help]
-        for arg in described:
-            lines.append(f"  {arg.usage().strip('[]')}: {arg.help}")
-        if self.aliases:
-            lines.append("Also: " + ", ".join(f"`!{a}`" for a in self.aliases))
-        lines.append(f"Who: {_WHO[self.permission]}.")
-        if self.confirm is not None:
-            lines.append("Asks for `!confirm CODE` before it acts.")
-        return Reply.of("\n".join(lines))
+Command = declared.Command[CommandContext]
+"""A command of this bot: its handler gets a :class:`CommandContext`."""
+Handler = declared.Handler[CommandContext]
 
 
 @dataclass(frozen=True)
@@ -156,6 +90,12 @@ class Registry:
             return Found(command, tuple(words[1:]))
         typed = " ".join(w.text for w in words[:2])
         return Unknown(typed, self.suggest(typed), self.of_noun(texts[0] if texts else ""))
+
+    def starter(self, kind: str) -> Command | None:
+        """The command that starts operations of ``kind``: the one its words name (``worker.wake`` →
+        ``!worker wake``), so a new command and its operation kind need no table. None for a kind no
+        command names: the bot's own (``worker.repair``) and ``gc.sweep``, answered to as an admin's."""
+        return self._commands.get(kind.replace(".", " "))
 
     def of_noun(self, noun: str) -> tuple[Command, ...]:
         return tuple(c for c in self if c.noun == noun)

@@ -9,8 +9,8 @@ list, the workers table (a Team Leader is a worker whose role is ``team_leader``
 from __future__ import annotations
 
 from hiclaw_bot.chat.arguments import Args
+from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.permissions import Actor, ActorKind, Quota, RoomScope, Target
-from hiclaw_bot.chat.registry import TargetSpec
 from hiclaw_bot.config import Config
 from hiclaw_bot.types import RoomId, UserId
 from storage import Store, Team

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from hiclaw_bot.chat.arguments import INT, NAME, TEXT, Choice, ListOf, flag, option, positional
+from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.models import model_refusal
 from hiclaw_bot.chat.permissions import Permission
-from hiclaw_bot.chat.registry import Registry, TargetSpec
+from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import Reply, table
 from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.config import Config

@@ -15,10 +15,11 @@ from typing import Any
 from backends import BackendError, ExecTimeout, InvalidSpec, WorkerState
 from backends.base import parse_quantity
 from hiclaw_bot.chat.arguments import NAME, PAIR, TEXT, Choice, Integer, ListOf, option, positional
+from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.models import model_refusal
 from hiclaw_bot.chat.permissions import Permission
-from hiclaw_bot.chat.registry import Registry, TargetSpec
+from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
 from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.clients.errors import ClientError

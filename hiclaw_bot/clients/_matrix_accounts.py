@@ -29,9 +29,9 @@ from hiclaw_bot.clients._matrix_http import (
     CLIENT_V3,
     SYSTEM,
     ForbiddenError,
+    HttpReply,
     JsonDict,
     MatrixHttp,
-    HttpReply,
     error_for,
     q,
 )

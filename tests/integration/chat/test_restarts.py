@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from hiclaw_bot.chat.dispatch import SYNC_KEY
+from hiclaw_bot.chat.record import SYNC_KEY
 from hiclaw_bot.chat.say import BotMessage
 from storage import Operation, Store
 from tests.integration.chat.conftest import ChatSetup, answers_to, ask, running_bot, talking

@@ -25,6 +25,7 @@ from hiclaw_bot.chat.grammar import BotIdentity
 from hiclaw_bot.chat.humans import register_human_commands
 from hiclaw_bot.chat.progress import ProgressHub
 from hiclaw_bot.chat.replies import REPLY_KEY
+from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.clients.errors import ClientError, UnauthorizedError
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, TokenRegistration
 from hiclaw_bot.config import Config
@@ -120,7 +121,8 @@ async def world(synapse: SynapseEnv, smtp_server: SmtpServer, tmp_path: Path) ->
         await services.matrix.join(dm)
         rooms = await _teams(services, store)
         dispatcher = Dispatcher(config=config, store=store, engine=engine, registry=registry, hub=hub,
-                                outbox=outbox, identity=BotIdentity(services.bot_user_id, "HiClaw"))
+                                outbox=outbox, identity=BotIdentity(services.bot_user_id, "HiClaw"),
+                                resolver=Resolver(config, store))
         yield World(synapse, config, store, engine, services, dispatcher, outbox, smtp_server, owner,
                     owner_user.user_id, dm, rooms)
         await hub.stop()

@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 
 from hiclaw_bot.chat import NAME, CommandContext, Permission, Registry, Reply, default_registry, positional
 from hiclaw_bot.chat.context import Incoming
-from hiclaw_bot.chat.dispatch import SYNC_KEY, Dispatcher
+from hiclaw_bot.chat.dispatch import Dispatcher
 from hiclaw_bot.chat.grammar import BotIdentity
 from hiclaw_bot.chat.matrix import incoming
 from hiclaw_bot.chat.progress import ProgressHub
+from hiclaw_bot.chat.record import SYNC_KEY
 from hiclaw_bot.chat.replies import REPLY_KEY
+from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Done, Engine, FakeClock, FuncStep, Outcome, PermanentError, RetryPolicy, StepContext
 from hiclaw_bot.types import EventId, RoomId, UserId
@@ -58,7 +60,7 @@ async def world(config: Config, store: Store, outbox: RecordingOutbox) -> AsyncI
     hub = ProgressHub(engine, store, outbox, clock=FakeClock(), interval=1.0)
     await hub.start()
     yield Dispatcher(config=config, store=store, engine=engine, registry=registry, hub=hub, outbox=outbox,
-                     identity=BotIdentity(BOT, "HiClaw"))
+                     identity=BotIdentity(BOT, "HiClaw"), resolver=Resolver(config, store))
     await hub.stop()
     await engine.stop()
 

@@ -26,6 +26,7 @@ from hiclaw_bot.chat.gc import register_gc_command
 from hiclaw_bot.chat.grammar import BotIdentity
 from hiclaw_bot.chat.humans import register_human_commands
 from hiclaw_bot.chat.progress import ProgressHub
+from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.chat.teams import register_team_commands
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.config import Config, TeamQuota
@@ -160,7 +161,7 @@ async def walk(config: Config, installation: Store, outbox: RecordingOutbox) -> 
     ran: list[str] = []
     dispatcher = Dispatcher(config=config, store=installation, engine=engine,
                             registry=recording(the_bots_registry(), ran), hub=hub, outbox=outbox,
-                            identity=BotIdentity(BOT, "HiClaw"))
+                            identity=BotIdentity(BOT, "HiClaw"), resolver=Resolver(config, installation))
     yield dispatcher, ran
     await engine.stop()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hiclaw_bot.chat import NAME, Permission, Registry, Reply, default_registry, positional
+from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext
 from hiclaw_bot.chat.grammar import Token
-from hiclaw_bot.chat.registry import Found, TargetSpec, Unknown, unknown_reply
+from hiclaw_bot.chat.registry import Found, Unknown, unknown_reply
 
 
 async def nothing(ctx: CommandContext) -> Reply | None:

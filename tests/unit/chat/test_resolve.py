@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hiclaw_bot.chat.arguments import Args
+from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.permissions import ActorKind, Quota, RoomScope, Target
-from hiclaw_bot.chat.registry import TargetSpec
 from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.config import Config
 from hiclaw_bot.types import RoomId, UserId

@@ -11,7 +11,7 @@ import nio
 import pytest
 
 from hiclaw_bot.chat.bot import Backoff, Bot
-from hiclaw_bot.chat.dispatch import SYNC_KEY
+from hiclaw_bot.chat.record import SYNC_KEY
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, FakeClock
 from storage import Store

@@ -16,6 +16,7 @@ from hiclaw_bot.chat.dispatch import Dispatcher
 from hiclaw_bot.chat.grammar import BotIdentity
 from hiclaw_bot.chat.progress import ProgressHub
 from hiclaw_bot.chat.replies import REPLY_KEY
+from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.chat.teams import register_team_commands
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.config import Config
@@ -50,7 +51,7 @@ async def dispatcher_for(config: Config, store: Store, outbox: RecordingOutbox) 
     hub = ProgressHub(engine, store, outbox, clock=FakeClock(), interval=1.0)
     await hub.start()
     return Dispatcher(config=config, store=store, engine=engine, registry=registry, hub=hub, outbox=outbox,
-                      identity=BotIdentity(BOT, "HiClaw")), engine, hub
+                      identity=BotIdentity(BOT, "HiClaw"), resolver=Resolver(config, store)), engine, hub
 
 
 class NoAccounts:

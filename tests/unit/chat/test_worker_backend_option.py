@@ -13,6 +13,7 @@ from hiclaw_bot.chat import default_registry
 from hiclaw_bot.chat.dispatch import Dispatcher
 from hiclaw_bot.chat.grammar import BotIdentity
 from hiclaw_bot.chat.progress import ProgressHub
+from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.chat.workers import register_worker_commands
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, FakeClock, RetryPolicy
@@ -38,7 +39,7 @@ async def world(config: Config, store: Store, outbox: RecordingOutbox) -> AsyncI
     hub = ProgressHub(engine, store, outbox, clock=FakeClock(), interval=1.0)
     await hub.start()
     yield Dispatcher(config=config, store=store, engine=engine, registry=registry, hub=hub, outbox=outbox,
-                     identity=BotIdentity(BOT, "HiClaw"))
+                     identity=BotIdentity(BOT, "HiClaw"), resolver=Resolver(config, store))
     await hub.stop()
     await engine.stop()
 
