@@ -24,6 +24,7 @@ from hiclaw_bot.flows import team as flows
 from hiclaw_bot.flows import worker as worker_flows
 from hiclaw_bot.flows.runtimes import PROFILES, profile
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.types import Refused
 from storage import Team, Worker
 
 
@@ -35,11 +36,11 @@ class TeamCommands:
         gateway, asked which models its AI route serves (see :mod:`hiclaw_bot.chat.models`)."""
         self.gateway = services.gateway if services is not None else None
 
-    async def _team(self, ctx: CommandContext) -> Team | Reply:
+    async def _team(self, ctx: CommandContext) -> Team:
         name = ctx.args.get("name", str)
         team = await ctx.store.teams.get(name)
         if team is None:
-            return Reply.of(f"There is no team named `{name}`. `!team list` shows them.")
+            raise Refused(f"There is no team named `{name}`. `!team list` shows them.")
         return team
 
     async def _busy(self, ctx: CommandContext, worker: str) -> Reply | None:
@@ -119,8 +120,6 @@ class TeamCommands:
 
     async def add(self, ctx: CommandContext) -> Reply | None:
         team = await self._team(ctx)
-        if isinstance(team, Reply):
-            return team
         worker = ctx.args.get("worker", str)
         row = await ctx.store.workers.get(worker)
         if row is None:
@@ -141,8 +140,6 @@ class TeamCommands:
 
     async def remove(self, ctx: CommandContext) -> Reply | None:
         team = await self._team(ctx)
-        if isinstance(team, Reply):
-            return team
         worker = ctx.args.get("worker", str)
         if worker == team.leader:
             return Reply.of(f"`{worker}` leads team `{team.name}`; a team keeps its leader until "
@@ -171,8 +168,6 @@ class TeamCommands:
 
     async def status(self, ctx: CommandContext) -> Reply:
         team = await self._team(ctx)
-        if isinstance(team, Reply):
-            return team
         workers = await ctx.store.workers.all(team=team.name)
         if not any(w.name == team.leader for w in workers):
             leader = await ctx.store.workers.get(team.leader)

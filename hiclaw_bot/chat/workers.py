@@ -31,6 +31,7 @@ from hiclaw_bot.flows import worker_env as env_rule
 from hiclaw_bot.flows.runtimes import PROFILES, profile
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import builtin_skills
+from hiclaw_bot.types import Refused
 from storage import Worker
 
 LOG_TAIL_DEFAULT = 100
@@ -63,11 +64,11 @@ class WorkerCommands:
     def config(self) -> Config:
         return self.services.config
 
-    async def _row(self, ctx: CommandContext) -> Worker | Reply:
+    async def _row(self, ctx: CommandContext) -> Worker:
         name = ctx.args.get("name", str)
         row = await ctx.store.workers.get(name)
         if row is None:
-            return Reply.of(f"There is no worker named `{name}`. `!worker list` shows them.")
+            raise Refused(f"There is no worker named `{name}`. `!worker list` shows them.")
         return row
 
     # -- create ---------------------------------------------------------------------------------
@@ -114,8 +115,6 @@ class WorkerCommands:
         except ValueError:
             return Reply.of("`--idle-timeout` takes a duration such as 30m or 12h.")
         limits = _limits(ctx)
-        if isinstance(limits, Reply):
-            return limits
         runtime = ctx.args.optional("runtime", str) or self.config.runtimes.default
         params: dict[str, Any] = {
             "name": name, "model": model, "runtime": runtime,
@@ -177,8 +176,6 @@ class WorkerCommands:
 
     async def status(self, ctx: CommandContext) -> Reply:
         row = await self._row(ctx)
-        if isinstance(row, Reply):
-            return row
         try:
             observed = await self.services.backend_for(row).status(row.name)
             runtime = f"{observed.state}" + (f" ({observed.detail})" if observed.detail else "")
@@ -221,8 +218,6 @@ class WorkerCommands:
 
     async def logs(self, ctx: CommandContext) -> Reply:
         row = await self._row(ctx)
-        if isinstance(row, Reply):
-            return row
         tail = ctx.args.get("tail", int)
         try:
             text = await self.services.backend_for(row).logs(row.name, tail=tail)
@@ -232,8 +227,6 @@ class WorkerCommands:
 
     async def run_in_worker(self, ctx: CommandContext) -> Reply:
         row = await self._row(ctx)
-        if isinstance(row, Reply):
-            return row
         if not ctx.argv:
             return Reply.of(f"Give the command after `--`: `!worker exec {row.name} -- ls -la`.")
         try:
@@ -249,8 +242,6 @@ class WorkerCommands:
 
     async def wake(self, ctx: CommandContext) -> Reply | None:
         row = await self._row(ctx)
-        if isinstance(row, Reply):
-            return row
         if row.state == flows.RUNNING and await self._running(row):
             return Reply.of(f"{row.name} is already running.")
         await ctx.start(flows.WAKE, flows.subject(row.name), {"name": row.name})
@@ -258,8 +249,6 @@ class WorkerCommands:
 
     async def sleep(self, ctx: CommandContext) -> Reply | None:
         row = await self._row(ctx)
-        if isinstance(row, Reply):
-            return row
         if row.state == flows.SLEEPING and not await self._running(row):
             return Reply.of(f"{row.name} is already asleep.")
         await ctx.start(flows.SLEEP, flows.subject(row.name), {"name": row.name})
@@ -267,8 +256,6 @@ class WorkerCommands:
 
     async def update(self, ctx: CommandContext) -> Reply | None:
         row = await self._row(ctx)
-        if isinstance(row, Reply):
-            return row
         changes: dict[str, Any] = {}
         for key in ("model", "image"):
             value = ctx.args.optional(key, str)
@@ -281,8 +268,6 @@ class WorkerCommands:
                 return Reply.of(f"Not changed: {bad_env}.")
             changes["env"] = {**dict(row.spec.get("env") or {}), **dict(env)}
         limits = _limits(ctx)
-        if isinstance(limits, Reply):
-            return limits
         changes.update(limits)
         if not changes:
             return Reply.of("Nothing to change: give `--model`, `--image`, `--env KEY=VALUE`, `--cpus` or `--memory`.")
@@ -384,7 +369,7 @@ def _limit_options() -> list[Any]:
             option("memory", TEXT, "memory limit, e.g. 512Mi or 2Gi (default from the config)")]
 
 
-def _limits(ctx: CommandContext) -> dict[str, str] | Reply:
+def _limits(ctx: CommandContext) -> dict[str, str]:
     """``--cpus``/``--memory`` as Kubernetes quantities, checked before anything starts."""
     limits: dict[str, str] = {}
     for key, example in (("cpus", "0.5 or 500m"), ("memory", "512Mi or 2Gi")):
@@ -395,6 +380,6 @@ def _limits(ctx: CommandContext) -> dict[str, str] | Reply:
             if parse_quantity(value) <= 0:
                 raise InvalidSpec("spec", "not positive")
         except InvalidSpec:
-            return Reply.of(f"`--{key}` takes a positive quantity such as {example}.")
+            raise Refused(f"`--{key}` takes a positive quantity such as {example}.") from None
         limits[key] = value
     return limits
