@@ -22,7 +22,7 @@ from hiclaw_bot.chat.replies import REPLY_KEY
 from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Done, Engine, FakeClock, FuncStep, Outcome, PermanentError, RetryPolicy, StepContext
-from hiclaw_bot.types import EventId, RoomId, UserId
+from hiclaw_bot.types import EventId, Refused, RoomId, UserId
 from storage import Confirmation, Operation, Store
 from tests.unit.chat.conftest import ADMIN, BOT, RecordingOutbox
 
@@ -299,3 +299,55 @@ def test_incoming_keeps_text_from_others_only() -> None:
               unsigned={"membership": "invite"}),  # sent before the bot joined
     ):
         assert incoming("!r", other, BOT) is None
+
+
+async def _refuse(ctx: CommandContext) -> Reply | None:
+    raise Refused("There is no demo named `x`.")
+
+
+async def test_a_refusal_raised_by_a_handler_is_the_answer(world: Dispatcher, outbox: RecordingOutbox,
+                                                           store: Store) -> None:
+    world.registry.command("quick", "refuse", summary="x", permission=Permission.MEMBER, handler=_refuse)
+    msg = message("!quick refuse")
+    await world.handle(msg)
+    [answer] = answers(outbox, msg.event_id)
+    assert (answer["body"], answer["formatted_body"]) == ("There is no demo named `x`.",
+                                                          "There is no demo named <code>x</code>.")
+    assert await last_audit(store) == ("quick refuse", "done", None)
+    assert await store.events.seen(msg.event_id)
+    assert await store.ops.find() == []
+
+
+async def _ask_first(ctx: CommandContext) -> Reply | None:
+    code = ctx.ask_confirmation("help")
+    return Reply.of(f"send `!confirm {code}`")
+
+
+async def test_a_confirmation_a_handler_asks_for_is_stored_with_the_mark(world: Dispatcher, outbox: RecordingOutbox,
+                                                                        store: Store) -> None:
+    world.registry.command("quick", "ask", summary="x", permission=Permission.MEMBER, handler=_ask_first)
+    text = await ask(world, outbox, "!quick ask")
+    code = text.split("`!confirm ")[1].rstrip("`")
+    assert await last_audit(store) == ("quick ask", "done", None)
+    assert "Commands:" in await ask(world, outbox, f"!confirm {code}")  # it ran the stored `help`
+    assert [(e.command, e.decision) for e in reversed(await store.audit.recent(limit=2))] == [
+        ("help", "confirmed"), ("confirm", "done")]
+
+
+async def test_an_operation_started_before_a_refusal_is_still_reported(world: Dispatcher, outbox: RecordingOutbox,
+                                                                        store: Store) -> None:
+    async def start_then_refuse(ctx: CommandContext) -> Reply | None:
+        await ctx.start("quick", "demo:half", {"fail": False})
+        raise Refused("The rest was not done.")
+
+    world.registry.command("quick", "half", summary="x", permission=Permission.OPERATE, handler=start_then_refuse)
+    msg = message("!quick half")
+    await world.handle(msg)
+    [op] = await store.ops.find()
+    assert await last_audit(store) == ("quick half", "started", None)
+    await world.engine.wait(op.op_id)
+    await world.hub.wait(op.op_id)
+    said = answers(outbox, msg.event_id)
+    assert said[0]["body"] == "The rest was not done."
+    assert said[0][REPLY_KEY]["final"] is False
+    assert "succeeded" in said[-1]["body"]
