@@ -7,7 +7,8 @@ The public surface, for whoever wires the bot (``cli``, ``devstack``):
   permission=Permission.OPERATE, target=TargetSpec("worker", "name"), handler=…)``;
 * the argument builders (:func:`positional`, :func:`option`, :func:`flag` and the types
   ``NAME``, ``INT``, ``TEXT``, :class:`Choice`, :class:`ListOf`, ``PAIR`` …);
-* :class:`CommandContext` (what a handler receives) and :class:`Reply` (what it returns).
+* :class:`CommandContext` (what a handler receives) and :class:`Reply` (what it returns); a handler
+  refuses by raising :class:`hiclaw_bot.types.Refused`.
 """
 
 from hiclaw_bot.chat.arguments import (

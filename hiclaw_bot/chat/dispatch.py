@@ -11,9 +11,14 @@ the durable record. The order for each event is fixed:
 6. the handler runs; an operation it starts is recorded together with the processed-event mark.
 
 Every outcome writes one audit row, in the same transaction as the processed-event mark, *before*
-the reply is sent: a crash after the mark loses at most a reply, never runs a command twice. No
-exception escapes: an unexpected one becomes an apology with a reference id, the traceback goes
-to the log and nowhere else.
+the reply is sent (:mod:`hiclaw_bot.chat.record`): a crash after the mark loses at most a reply,
+never runs a command twice. No exception escapes: a :class:`~hiclaw_bot.types.Refused` is answered
+with its reason, an unexpected one becomes an apology with a reference id, the traceback goes to
+the log and nowhere else.
+
+The handler never calls back in here: once it has returned (or raised), the dispatcher follows the
+operations it started or resumed, stores the confirmation it asked for with the event's mark
+(:mod:`hiclaw_bot.chat.confirmations`), and runs the command a ``!confirm`` took out.
 """
 
 from __future__ import annotations
