@@ -25,7 +25,6 @@ short apology with a reference id (the details go to the log only).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -62,17 +61,6 @@ class Incoming:
     def answer_relation(self) -> JsonDict:
         """Where answers go: this message's thread, or a reply to it."""
         return relation_to(self.event_id, self.content)
-
-
-@dataclass(eq=False)
-class EventState:
-    """The dispatcher's own state of one event, shared by the contexts of that event (a ``!confirm``
-    runs a second command for it). Only the dispatcher changes it."""
-
-    reporting: bool = False
-    """An operation's progress reporter answers this event: direct replies to it are not final."""
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once the dispatcher's own answer is out: progress reports wait for it, to come after it."""
 
 
 class CommandContext:

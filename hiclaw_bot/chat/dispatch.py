@@ -23,16 +23,17 @@ operations it started or resumed, stores the confirmation it asked for with the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hiclaw_bot.chat.arguments import Args, UsageError, bind
 from hiclaw_bot.chat.confirmations import CONFIRM_TTL
-from hiclaw_bot.chat.context import CommandContext, EventState, Incoming
+from hiclaw_bot.chat.context import CommandContext, Incoming
 from hiclaw_bot.chat.grammar import (
     MAX_MESSAGE_CHARS,
     BotIdentity,
@@ -65,6 +66,17 @@ class Answer:
     subject: str | None = None
     detail: str | None = None
     confirmation: Confirmation | None = None
+
+
+@dataclass(eq=False)
+class EventState:
+    """The dispatcher's own state of one event, across the commands it runs (a ``!confirm`` runs a
+    second one); the handlers never see it."""
+
+    reporting: bool = False
+    """An operation's progress reporter answers this event: direct replies to it are not final."""
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the dispatcher's own answer is out: progress reports wait for it, to come after it."""
 
 
 def is_edit(content: Mapping[str, Any]) -> bool:
