@@ -52,6 +52,15 @@ def test_permission_is_declared_at_registration(registry: Registry) -> None:
     assert custom.permission is Permission.MANAGE
 
 
+def test_an_operation_kind_answers_to_the_command_its_words_name(registry: Registry) -> None:
+    """``!op retry/abort`` need what the starting command needs: found from the kind, with no table."""
+    starter = registry.starter("worker.wake")
+    assert starter is not None
+    assert starter.name == "worker wake"
+    assert registry.starter("worker.repair") is None  # the bot's own: answered to as an admin's
+    assert registry.starter("gc.sweep") is None
+
+
 @pytest.mark.parametrize("phrase", ["worker wake", "worker up", "h", "op list"])
 def test_collisions_are_refused(registry: Registry, phrase: str) -> None:
     noun, _, verb = phrase.partition(" ")
