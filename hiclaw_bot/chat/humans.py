@@ -21,7 +21,7 @@ from hiclaw_bot.flows import human as flows
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.human_steps import ACCOUNT, LEVELS
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.types import RoomId
+from hiclaw_bot.types import Refused, RoomId
 
 MAX_DISPLAY_NAME = 100
 
@@ -61,9 +61,8 @@ class HumanCommands:
         if ctx.config.matrix.registration.mode == "appservice":
             return Reply.of("Human accounts need passwords, which appservice registration cannot give; "
                             "configure matrix.registration as `token` or `shared_secret`.")
-        refusal = await self._unknown_teams(ctx) or await self._bad_workers(ctx, ctx.args.get("level", str))
-        if refusal is not None:
-            return refusal
+        await self._check_teams(ctx)
+        await self._check_workers(ctx, ctx.args.get("level", str))
         display_name = ctx.args.optional("display_name", str)
         if display_name is not None and (not display_name.strip() or len(display_name) > MAX_DISPLAY_NAME
                                          or not display_name.isprintable()):
@@ -87,9 +86,8 @@ class HumanCommands:
         row = await ctx.store.humans.get(name)
         if row is None:
             return Reply.of(f"There is no human named `{name}`. `!human list` shows them.")
-        refusal = await self._unknown_teams(ctx) or await self._bad_workers(ctx, row.level)
-        if refusal is not None:
-            return refusal
+        await self._check_teams(ctx)
+        await self._check_workers(ctx, row.level)
         teams, workers = ctx.args.values.get("teams"), ctx.args.values.get("workers")
         await ctx.start(flows.INVITE, flows.subject(name), {"name": name, "teams": teams or None,
                                                              "workers": workers or None})
@@ -111,26 +109,25 @@ class HumanCommands:
         await ctx.start(flows.DELETE, flows.subject(name), {"name": name})
         return None
 
-    async def _unknown_teams(self, ctx: CommandContext) -> Reply | None:
+    async def _check_teams(self, ctx: CommandContext) -> None:
+        """``--teams`` names existing teams."""
         teams: list[str] = ctx.args.values.get("teams") or []
         unknown = [team for team in teams if await ctx.store.teams.get(team) is None]
         if unknown:
-            return Reply.of(f"Unknown team(s): {', '.join(unknown)}. `!team list` shows them.")
-        return None
+            raise Refused(f"Unknown team(s): {', '.join(unknown)}. `!team list` shows them.")
 
-    async def _bad_workers(self, ctx: CommandContext, level: str) -> Reply | None:
+    async def _check_workers(self, ctx: CommandContext, level: str) -> None:
         """``--workers`` names existing workers, and only for a ``team`` human (an admin talks to
         every worker already, a viewer to none)."""
         workers: list[str] = ctx.args.values.get("workers") or []
         if not workers:
-            return None
+            return
         if level != "team":
-            return Reply.of(f"`--workers` is for a human of level `team`: an `{level}` human talks to "
-                            + ("every worker already." if level == "admin" else "no worker (it reads only)."))
+            raise Refused(f"`--workers` is for a human of level `team`: an `{level}` human talks to "
+                          + ("every worker already." if level == "admin" else "no worker (it reads only)."))
         unknown = [worker for worker in workers if await ctx.store.workers.get(worker) is None]
         if unknown:
-            return Reply.of(f"Unknown worker(s): {', '.join(unknown)}. `!worker list` shows them.")
-        return None
+            raise Refused(f"Unknown worker(s): {', '.join(unknown)}. `!worker list` shows them.")
 
     async def _direct_chat(self, ctx: CommandContext) -> bool:
         """Whether the room holds the sender and the bot alone, nobody else even invited, and is not one of ours."""
