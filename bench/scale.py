@@ -55,7 +55,7 @@ from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, EventKind, ProgressEvent
 from hiclaw_bot.flows.services import Services, make_backend
 from hiclaw_bot.flows.worker import register_worker_flows
-from hiclaw_bot.flows.worker_steps import worker_spec
+from hiclaw_bot.flows.worker_runtime import worker_spec
 from hiclaw_bot.lifecycle import Lifecycle
 from hiclaw_bot.types import EventId, RoomId, UserId
 from storage import Store

@@ -45,6 +45,7 @@ from hiclaw_bot.flows.human_steps import (
 from hiclaw_bot.flows.rendering import push_config
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN
+from hiclaw_bot.types import WorkerPhase
 from storage import Operation
 
 CREATE = "human.create"
@@ -145,7 +146,7 @@ class WorkerAccess(HumanStep):
     async def _push_all(self, ctx: StepContext) -> list[str]:
         pushed: list[str] = []
         for worker in await ctx.store.workers.all():
-            if worker.room_id is None or worker.state == "Deleting" \
+            if worker.room_id is None or worker.state == WorkerPhase.DELETING \
                     or await ctx.store.secrets.get(worker_flows.subject(worker.name), ACCESS_TOKEN) is None:
                 continue
             await push_config(self.services, ctx, worker.name)

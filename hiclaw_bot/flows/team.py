@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from hiclaw_bot.engine import Engine, Step
+from hiclaw_bot.engine import Engine, Remove, Step
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.team_members import Attach, CreateMember, DeleteMember, Detach, LeaderConfig
@@ -41,7 +41,6 @@ from hiclaw_bot.flows.team_steps import (
     Join,
     LeaveTeamRoom,
     Register,
-    RemoveTeamRoom,
     SetState,
     SharedFolder,
     TeamRoom,
@@ -117,8 +116,8 @@ def delete_steps(services: Services, engine: Engine, op: Operation) -> Sequence[
     rooms = ("remove_team_room", "remove_leader_dm")
     steps: list[Step] = [
         SetState(services, team, DELETING, "mark"),
-        RemoveTeamRoom(services, team, dm=False, after=("mark",)),
-        RemoveTeamRoom(services, team, dm=True, after=("mark",)),
+        Remove(TeamRoom(services, team, dm=False), after=("mark",)),
+        Remove(TeamRoom(services, team, dm=True), after=("mark",)),
     ]
     if params.get("with_workers"):
         gone = [DeleteMember(services, engine, team, w, leader=False, after=rooms) for w in members]

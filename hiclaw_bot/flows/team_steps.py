@@ -170,22 +170,6 @@ async def release_team_room(services: Services, ctx: StepContext, team: str, loc
         await matrix.delete_alias(alias)
 
 
-class RemoveTeamRoom(TeamStep):
-    """The delete side of :class:`TeamRoom`: done once the alias is gone (it is removed last)."""
-
-    destroys = True
-
-    def __init__(self, services: Services, team: str, *, dm: bool, after: Sequence[str] | None = None) -> None:
-        super().__init__(services, team, after=after)
-        self.room = TeamRoom(services, team, dm=dm)
-        self.name = f"remove_{self.room.name}"
-        self.resource = self.room.resource
-
-    async def do(self, ctx: StepContext) -> Outcome:
-        await self.room.undo(ctx, {})
-        return Done()
-
-
 class LeaveTeamRoom(TeamStep):
     """A worker leaving the team: kicked from the team room, its power level entry dropped."""
 

@@ -24,32 +24,27 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, Skipped, Step, StepContext, is_gone
+from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, Remove, Skipped, Step, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.access import forget_room
-from hiclaw_bot.flows.rendering import LEADER_ROLE, push_config
+from hiclaw_bot.flows.notices import Notify
+from hiclaw_bot.flows.rendering import WriteConfig, push_config
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.skills import Skills
 from hiclaw_bot.flows.worker_identity import StorageIdentity
+from hiclaw_bot.flows.worker_runtime import Ready, Runtime, Start, Stop, Update
 from hiclaw_bot.flows.worker_steps import (
     Account,
-    Config,
     GatewayAuth,
     GatewayConsumer,
     HumanAccess,
     Mark,
-    Notify,
-    Ready,
     Record,
     Room,
-    Runtime,
     Secrets,
-    Skills,
-    Start,
-    Stop,
-    Update,
     WorkerStep,
 )
-from hiclaw_bot.types import RoomId
+from hiclaw_bot.types import Role, RoomId, WorkerPhase
 from storage import Operation
 
 CREATE = "worker.create"
@@ -58,13 +53,6 @@ WAKE = "worker.wake"
 UPDATE = "worker.update"
 DELETE = "worker.delete"
 REPAIR = "worker.repair"
-
-RUNNING = "Running"
-SLEEPING = "Sleeping"
-PENDING = "Pending"
-UPDATING = "Updating"
-DELETING = "Deleting"
-
 
 def subject(worker: str) -> str:
     return f"worker:{worker}"
@@ -88,8 +76,9 @@ class Register(WorkerStep):
             p = self.params
             await ctx.store.workers.insert(
                 self.worker, backend=p.get("backend") or self.services.backend.name,
-                backend_instance=self.services.config.backend.instance, state=PENDING, desired_state=RUNNING,
-                team=p.get("team"), role=p.get("role", "worker"), image=p["image"], model=p["model"],
+                backend_instance=self.services.config.backend.instance, state=WorkerPhase.PENDING,
+                desired_state=WorkerPhase.RUNNING,
+                team=p.get("team"), role=p.get("role", Role.WORKER), image=p["image"], model=p["model"],
                 spec=dict(p), idle_timeout_s=p.get("idle_timeout"), user_id=self.user_id,
             )
         return Done()
@@ -109,7 +98,7 @@ class LeaveTeam(WorkerStep):
         row = await ctx.store.workers.get(self.worker)
         if row is None or row.team is None:
             return Skipped("not in a team")
-        if row.role == LEADER_ROLE:
+        if row.role == Role.TEAM_LEADER:
             return Skipped("a leader leaves with its team")
         team = await ctx.store.teams.get(row.team)
         if team is not None and team.room_id is not None:
@@ -121,7 +110,7 @@ class LeaveTeam(WorkerStep):
             members = [w for w in others if w.name not in (team.leader, self.worker)]
             await push_config(self.services, ctx, team.leader, members)
         spec = {key: value for key, value in row.spec.items() if key not in ("team", "leader")}
-        await ctx.store.workers.update(self.worker, team=None, role="worker", spec=spec)
+        await ctx.store.workers.update(self.worker, team=None, role=Role.WORKER, spec=spec)
         return Done({"team": row.team})
 
 
@@ -150,8 +139,8 @@ class Restore(WorkerStep):
 
     async def do(self, ctx: StepContext) -> Outcome:
         row = await ctx.store.workers.get(self.worker)
-        previous = (row.previous_state if row else None) or RUNNING
-        if previous == SLEEPING:
+        previous = (row.previous_state if row else None) or WorkerPhase.RUNNING
+        if previous == WorkerPhase.SLEEPING:
             backend = await self.backend()
             async with ctx.external("backend"):
                 await backend.stop(self.worker)
@@ -164,28 +153,9 @@ class Restore(WorkerStep):
 class ReadyUnlessAsleep(Ready):
     async def do(self, ctx: StepContext) -> Outcome:
         row = await ctx.store.workers.get(self.worker)
-        if row is not None and row.previous_state == SLEEPING:
+        if row is not None and row.previous_state == WorkerPhase.SLEEPING:
             return Skipped("the worker was asleep; it stays asleep")
         return await super().do(ctx)
-
-
-class Remove(Step):
-    """Undo of a create step, run as a step of its own in a delete: "already gone" is done."""
-
-    destroys = True
-
-    def __init__(self, step: Step) -> None:
-        self.step = step
-        self.name = f"remove_{step.name}"
-        self.resource = step.resource
-
-    async def do(self, ctx: StepContext) -> Outcome:
-        try:
-            await self.step.undo(ctx, {})
-        except Exception as exc:
-            if not is_gone(exc):
-                raise
-        return Done()
 
 
 def create_steps(services: Services, op: Operation) -> Sequence[Step]:
@@ -199,13 +169,13 @@ def create_steps(services: Services, op: Operation) -> Sequence[Step]:
         HumanAccess(services, worker),
         GatewayConsumer(services, worker, after=("secrets",)),
         GatewayAuth(services, worker, list(params.get("mcp", [])), after=("gateway_consumer",)),
-        Config(services, worker, params, after=("room", "gateway_auth")),
+        WriteConfig(services, worker, params, after=("room", "gateway_auth")),
         Skills(services, worker, list(params.get("skills", [])), team=params.get("team"),
-               leader=params.get("role") == "team_leader", after=("secrets",)),
+               leader=params.get("role") == Role.TEAM_LEADER, after=("secrets",)),
         StorageIdentity(services, worker, params, after=("secrets",)),
         Runtime(services, worker, params, after=("config", "skills", "storage_identity", "humans")),
         Ready(services, worker),
-        Record(services, worker, RUNNING),
+        Record(services, worker, WorkerPhase.RUNNING),
     ]
 
 
@@ -216,11 +186,11 @@ def delete_steps(services: Services, op: Operation) -> Sequence[Step]:
         Room(services, worker),
         GatewayConsumer(services, worker),
         GatewayAuth(services, worker, []),
-        Config(services, worker, params),
+        WriteConfig(services, worker, params),
         StorageIdentity(services, worker, params),
         Runtime(services, worker, params) if "image" in params else _runtime_for_delete(services, worker),
     ]
-    return [Mark(services, worker, DELETING), LeaveTeam(services, worker),
+    return [Mark(services, worker, WorkerPhase.DELETING), LeaveTeam(services, worker),
             *(Remove(step) for step in reversed(made)), Forget(services, worker)]
 
 
@@ -231,7 +201,7 @@ def _runtime_for_delete(services: Services, worker: str) -> Step:
 def sleep_steps(services: Services, op: Operation) -> Sequence[Step]:
     """An idle sleep (``idle_s`` in the params) ends with a notice in the worker's room."""
     worker = worker_of(op)
-    steps: list[Step] = [Stop(services, worker), Record(services, worker, SLEEPING)]
+    steps: list[Step] = [Stop(services, worker), Record(services, worker, WorkerPhase.SLEEPING)]
     if "idle_s" in op.params:
         steps.append(Notify(services, worker, op.params))
     return steps
@@ -240,7 +210,8 @@ def sleep_steps(services: Services, op: Operation) -> Sequence[Step]:
 def wake_steps(services: Services, op: Operation) -> Sequence[Step]:
     """A wake for a mention (``missed`` in the params) ends pointing the worker at what it missed."""
     worker = worker_of(op)
-    steps: list[Step] = [Start(services, worker), Ready(services, worker), Record(services, worker, RUNNING)]
+    steps: list[Step] = [Start(services, worker), Ready(services, worker),
+                         Record(services, worker, WorkerPhase.RUNNING)]
     if "missed" in op.params:
         steps.append(Notify(services, worker, op.params))
     return steps
@@ -253,9 +224,10 @@ def repair_steps(services: Services, op: Operation) -> Sequence[Step]:
     worker, params = worker_of(op), op.params
     if "image" not in params:
         raise PermanentError("a repair needs the worker's full spec")
-    if params.get("state") == SLEEPING:
-        return [Runtime(services, worker, params), Stop(services, worker), Record(services, worker, SLEEPING)]
-    return [Runtime(services, worker, params), Ready(services, worker), Record(services, worker, RUNNING)]
+    if params.get("state") == WorkerPhase.SLEEPING:
+        return [Runtime(services, worker, params), Stop(services, worker),
+                Record(services, worker, WorkerPhase.SLEEPING)]
+    return [Runtime(services, worker, params), Ready(services, worker), Record(services, worker, WorkerPhase.RUNNING)]
 
 
 FLOWS: dict[str, Callable[[Services, Operation], Sequence[Step]]] = {
@@ -275,9 +247,9 @@ def update_steps(services: Services, op: Operation) -> Sequence[Step]:
     if "image" not in params or "model" not in params:
         raise PermanentError("an update needs the worker's full spec")
     return [
-        Mark(services, worker, UPDATING),
+        Mark(services, worker, WorkerPhase.UPDATING),
         StorageIdentity(services, worker, params),
-        Config(services, worker, params),
+        WriteConfig(services, worker, params),
         Update(services, worker, params),
         ReadyUnlessAsleep(services, worker),
         Restore(services, worker, params),
