@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from hiclaw_bot.engine import Done, Outcome, Skipped, StepContext
+from hiclaw_bot.flows.params import Missed
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import WorkerStep
 from hiclaw_bot.types import RoomId
@@ -28,9 +28,10 @@ class Notify(WorkerStep):
 
     name = "notify"
 
-    def __init__(self, services: Services, worker: str, params: Mapping[str, Any]) -> None:
+    def __init__(self, services: Services, worker: str, *, idle_s: float = 0, missed: Missed | None = None) -> None:
         super().__init__(services, worker)
-        self.params = params
+        self.idle_s = idle_s
+        self.missed = missed
 
     async def do(self, ctx: StepContext) -> Outcome:
         row = await ctx.store.workers.get(self.worker)
@@ -44,15 +45,14 @@ class Notify(WorkerStep):
         return Done({"event_id": event_id})
 
     def _text(self, room_id: RoomId) -> tuple[str, str | None, dict[str, Any] | None]:
-        missed = self.params.get("missed")
-        if isinstance(missed, Mapping):
-            link = f"https://matrix.to/#/{missed['room_id']}/{missed['event_id']}"
-            where = "here" if missed["room_id"] == room_id else "in another room"
-            body = (f"{self.user_id}: you were asleep when {missed['sender']} mentioned you {where}; "
+        missed = self.missed
+        if missed is not None:
+            link = f"https://matrix.to/#/{missed.room_id}/{missed.event_id}"
+            where = "here" if missed.room_id == room_id else "in another room"
+            body = (f"{self.user_id}: you were asleep when {missed.sender} mentioned you {where}; "
                     f"you are awake now, please read it: {link}")
-            html = (f"{self.user_id}: you were asleep when {missed['sender']} mentioned you {where}; "
+            html = (f"{self.user_id}: you were asleep when {missed.sender} mentioned you {where}; "
                     f'you are awake now, please read <a href="{link}">the message you missed</a>.')
-            relation = {"m.in_reply_to": {"event_id": missed["event_id"]}} if missed["room_id"] == room_id else None
+            relation = {"m.in_reply_to": {"event_id": missed.event_id}} if missed.room_id == room_id else None
             return body, html, relation
-        idle = float(self.params.get("idle_s") or 0)
-        return (f"{self.worker} is asleep after {_spoken(idle)} idle; mention it to wake it.", None, None)
+        return (f"{self.worker} is asleep after {_spoken(self.idle_s)} idle; mention it to wake it.", None, None)

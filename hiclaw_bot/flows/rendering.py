@@ -16,7 +16,8 @@ from typing import Any
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.access import allowed_senders
-from hiclaw_bot.flows.runtimes import profile_of
+from hiclaw_bot.flows.params import WorkerParams
+from hiclaw_bot.flows.runtimes import profile
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_config import McpServer, TeamMember, WorkerConfigSpec, render_worker_config
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN, GATEWAY_KEY, WorkerStep
@@ -24,39 +25,38 @@ from hiclaw_bot.types import Role, RoomId, TeamName, WorkerName
 from storage import Worker
 
 
-async def config_spec(services: Services, ctx: StepContext, worker: str, params: Mapping[str, Any], *,
+async def config_spec(services: Services, ctx: StepContext, worker: str, params: WorkerParams, *,
                       gateway_key: str, members: Sequence[Worker] | None = None) -> WorkerConfigSpec:
-    """What ``worker``'s files say, from its params (``model``, ``team``, ``leader``, ``role``,
-    ``skills``, ``mcp``, ``runtime``): its room and token come from the store, a leader's members
-    (by default its team's other workers) from the workers table."""
+    """What ``worker``'s files say, from its params (model, team, leader, role, skills, MCP servers,
+    runtime): its room and token come from the store, a leader's members (by default its team's
+    other workers) from the workers table."""
     token = await ctx.store.secrets.get(f"worker:{worker}", ACCESS_TOKEN)
     row = await ctx.store.workers.get(worker)
     if token is None or row is None or row.room_id is None:
         raise PermanentError(f"worker {worker} has no account or room yet")
     config = services.config
-    team = params.get("team") or None
-    leader = params.get("leader") if team else None
-    is_leader = params.get("role") == Role.TEAM_LEADER and team is not None
-    senders = await allowed_senders(ctx, services, worker, team=team, leader=str(leader) if leader else None)
+    team = params.team
+    senders = await allowed_senders(ctx, services, worker, team=team, leader=params.leader if team else None)
     if members is None:
-        members = [w for w in await ctx.store.workers.all(team=team) if w.name != worker] if is_leader else []
+        members = [w for w in await ctx.store.workers.all(team=team) if w.name != worker] if params.leads else []
     return WorkerConfigSpec(
         worker=WorkerName(worker), homeserver_url=config.matrix.worker_homeserver_url,
         user_id=names.user_id(worker, services.domain), access_token=token.reveal(), room_id=RoomId(row.room_id),
-        allowed_senders=senders, model=str(params["model"]),
+        allowed_senders=senders, model=str(params.model),
         gateway_url=config.gateway.worker_url if config.gateway.kind == "higress" else "http://127.0.0.1",
-        gateway_key=gateway_key, role=Role.TEAM_LEADER if is_leader else Role.WORKER,
+        gateway_key=gateway_key, role=Role.TEAM_LEADER if params.leads else Role.WORKER,
         team=TeamName(team) if team else None,
         team_members=tuple(TeamMember(WorkerName(m.name), names.user_id(m.name, services.domain), RoomId(m.room_id))
                            for m in members if m.room_id is not None),
-        skills=tuple(params.get("skills", [])), mcp_servers=tuple(McpServer(s) for s in params.get("mcp", [])),
-        gateway_port=profile_of(params).gateway_port(config, worker),
+        skills=params.skills, mcp_servers=tuple(McpServer(s) for s in params.mcp),
+        gateway_port=profile(params.runtime).gateway_port(config, worker),
     )
 
 
-def row_params(row: Worker) -> dict[str, Any]:
+def row_params(row: Worker) -> WorkerParams:
     """A worker's params as its row records them (the row's team and role win over its spec's)."""
-    return {**row.spec, "model": row.model, "image": row.image, "team": row.team, "role": row.role}
+    return WorkerParams.of({**row.spec, "name": row.name, "model": row.model, "image": row.image, "team": row.team,
+                            "role": row.role})
 
 
 async def write_files(services: Services, ctx: StepContext, worker: str, spec: WorkerConfigSpec) -> tuple[str, int]:
@@ -92,7 +92,7 @@ class WriteConfig(WorkerStep):
 
     name = "config"
 
-    def __init__(self, services: Services, worker: str, params: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(self, services: Services, worker: str, params: WorkerParams, **kwargs: Any) -> None:
         super().__init__(services, worker, **kwargs)
         self.params = params
         self.resource = ResourceRef("object_prefix", names.worker_prefix(worker))

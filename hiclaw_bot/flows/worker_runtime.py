@@ -18,32 +18,33 @@ from hiclaw_bot.agent.env import StorageAccess
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows import worker_env as env_rule
-from hiclaw_bot.flows.runtimes import ReadyContext, profile_of
+from hiclaw_bot.flows.params import WorkerParams
+from hiclaw_bot.flows.runtimes import ReadyContext, profile, profile_of
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_identity import worker_storage
 from hiclaw_bot.flows.worker_steps import WorkerStep
-from hiclaw_bot.types import Role, WorkerPhase
+from hiclaw_bot.types import WorkerPhase
 
 
-def check_env(services: Services, params: Mapping[str, Any]) -> None:
+def check_env(services: Services, params: WorkerParams) -> None:
     """Refuse, before the backend sees it, an environment the worker env rule refuses (whatever asked)."""
-    why = env_rule.refusal(dict(params.get("env") or {}), services.config.worker_env)
+    why = env_rule.refusal(dict(params.env), services.config.worker_env)
     if why is not None:
         raise PermanentError(why)
 
 
-def worker_spec(services: Services, worker: str, params: Mapping[str, Any], storage: StorageAccess) -> WorkerSpec:
+def worker_spec(services: Services, worker: str, params: WorkerParams, storage: StorageAccess) -> WorkerSpec:
     """What the backend runs: its runtime's command and image, and the environment that tells the
     worker where its files are, with the worker's own key (``storage``), never the bot's (the
     runtime's variables win over the user's ``--env``)."""
-    runtime = profile_of(params)
-    env = {**dict(params.get("env", {})), **runtime.env(services.config, storage, worker)}
-    command = params.get("command") or runtime.command(services.config)
+    runtime = profile(params.runtime)
+    env = {**dict(params.env), **runtime.env(services.config, storage, worker)}
+    command = params.command or runtime.command(services.config)
     defaults = services.config.backend.resources
-    cpus, memory = str(params.get("cpus") or defaults.cpus), str(params.get("memory") or defaults.memory)
-    return WorkerSpec(name=worker, image=str(params["image"]), env=env,
+    cpus, memory = params.cpus or str(defaults.cpus), params.memory or str(defaults.memory)
+    return WorkerSpec(name=worker, image=str(params.image), env=env,
                       command=[str(arg) for arg in command] if command else None,
-                      labels={"role": str(params.get("role", Role.WORKER))},
+                      labels={"role": str(params.role)},
                       resources=Resources(cpu_limit=cpus, memory_limit=memory,
                                           cpu_request=_at_most(defaults.cpus_request, cpus),
                                           memory_request=_at_most(defaults.memory_request, memory)))
@@ -53,7 +54,7 @@ def _at_most(request: str, limit: str) -> str:
     return request if parse_quantity(request) <= parse_quantity(limit) else limit
 
 
-async def spec_of(services: Services, ctx: StepContext, worker: str, params: Mapping[str, Any]) -> WorkerSpec:
+async def spec_of(services: Services, ctx: StepContext, worker: str, params: WorkerParams) -> WorkerSpec:
     return worker_spec(services, worker, params, await worker_storage(services, ctx.store, worker))
 
 
@@ -62,7 +63,7 @@ class Runtime(WorkerStep):
 
     name = "runtime"
 
-    def __init__(self, services: Services, worker: str, params: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(self, services: Services, worker: str, params: WorkerParams, **kwargs: Any) -> None:
         super().__init__(services, worker, **kwargs)
         self.params = params
         self.resource = ResourceRef("worker_runtime", names.container(worker))
@@ -171,7 +172,7 @@ class Update(WorkerStep):
 
     name = "runtime_update"
 
-    def __init__(self, services: Services, worker: str, params: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(self, services: Services, worker: str, params: WorkerParams, **kwargs: Any) -> None:
         super().__init__(services, worker, **kwargs)
         self.params = params
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from backends import BackendError, WorkerState, WorkerStatus
 from hiclaw_bot.engine import Engine, EngineError, describe
 from hiclaw_bot.flows import worker as flows
+from hiclaw_bot.flows.params import WorkerParams
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_identity import worker_storage
 from hiclaw_bot.flows.worker_runtime import worker_spec
@@ -118,7 +119,7 @@ class Reconciler:
     async def expected_hash(self, row: Worker) -> str | None:
         try:
             storage = await worker_storage(self.services, self.services.store, row.name)
-            return worker_spec(self.services, row.name, _spec_params(row), storage).spec_hash
+            return worker_spec(self.services, row.name, WorkerParams.of(_spec_params(row)), storage).spec_hash
         except (BackendError, EngineError, KeyError, ValueError):
             return None  # a spec we cannot rebuild is not drift we can repair
 

@@ -11,6 +11,7 @@ import pytest
 
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import StepContext
+from hiclaw_bot.flows.params import WorkerParams
 from hiclaw_bot.flows.rendering import WriteConfig, push_config
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN, GATEWAY_KEY
 from hiclaw_bot.types import Role, WorkerPhase
@@ -78,7 +79,7 @@ async def test_the_config_step_and_push_config_write_the_same_files(store: Store
     by_step, by_push = Objects(), Objects()
 
     await WriteConfig(SimpleNamespace(config=config(), domain="example.org", objects=by_step),  # type: ignore[arg-type]
-                      "lead", params).do(ctx)
+                      "lead", WorkerParams.of(params)).do(ctx)
     await push_config(SimpleNamespace(config=config(), domain="example.org", objects=by_push),  # type: ignore[arg-type]
                       ctx, "lead")
 
