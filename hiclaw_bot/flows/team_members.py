@@ -115,7 +115,7 @@ class CreateMember(TeamStep):
             return
         history = await ctx.store.ops.find(subject=worker_flows.subject(self.worker), limit=100)
         made_here = any(op.kind == worker_flows.CREATE and op.op_id > ctx.op.op_id
-                        and op.params.get("team") == self.team for op in history)
+                        and worker_flows.spec_of(op).team == self.team for op in history)
         if made_here:
             params = {**(row.spec if row else {}), "name": self.worker}
             if row is not None:

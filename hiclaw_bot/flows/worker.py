@@ -26,7 +26,6 @@ from functools import partial
 from typing import Any
 
 from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, Remove, Skipped, Step, StepContext
-from hiclaw_bot.flows import names
 from hiclaw_bot.flows.access import forget_room
 from hiclaw_bot.flows.notices import Notify
 from hiclaw_bot.flows.params import SleepParams, WakeParams, WorkerParams
@@ -58,10 +57,6 @@ REPAIR = "worker.repair"
 
 def subject(worker: str) -> str:
     return f"worker:{worker}"
-
-
-def worker_of(op: Operation) -> str:
-    return names.check_name("worker", str(op.params["name"]))
 
 
 def spec_of(op: Operation) -> WorkerParams:
