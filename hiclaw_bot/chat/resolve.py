@@ -12,7 +12,7 @@ from hiclaw_bot.chat.arguments import Args
 from hiclaw_bot.chat.permissions import Actor, ActorKind, Quota, RoomScope, Target
 from hiclaw_bot.chat.registry import TargetSpec
 from hiclaw_bot.config import Config
-from hiclaw_bot.flows.quota import team_worker_limit
+from hiclaw_bot.flows.quota import team_usage
 from hiclaw_bot.types import Role, RoomId, UserId
 from storage import Store
 
@@ -72,10 +72,9 @@ class Resolver:
             team_hint = args.values.get(spec.team_arg) if spec.team_arg else None
             found = await self._named(spec.kind, name, str(team_hint) if team_hint else None)
         if provisioning and found.team is not None:
-            limit = team_worker_limit(self.config, found.team, await self.store.teams.get(found.team))
-            if limit is not None:
-                used = await self.store.workers.count(team=found.team)
-                found = Target(found.kind, found.name, found.team, found.exists, Quota(limit, used))
+            usage = await team_usage(self.config, self.store, found.team)
+            if usage is not None:
+                found = Target(found.kind, found.name, found.team, found.exists, Quota(*usage))
         return found
 
     async def subject_team(self, subject: str) -> str | None:

@@ -18,6 +18,14 @@ def team_worker_limit(config: Config, team: str, row: Team | None) -> int | None
     return config.team_limit(team)
 
 
+async def team_usage(config: Config, store: Store, team: str) -> tuple[int, int] | None:
+    """A team's limit and how many workers it has, or None when it has no limit."""
+    limit = team_worker_limit(config, team, await store.teams.get(team))
+    if limit is None:
+        return None
+    return limit, await store.workers.count(team=team)
+
+
 async def check_quota(config: Config, store: Store, team: str | None) -> None:
     """Refuse one more worker when the installation, or ``team``, is at its limit."""
     total = config.quotas.max_workers

@@ -172,7 +172,7 @@ async def _runs(backend: WorkerBackend, name: str) -> bool | None:
 
 async def check_delete(store: Store, name: str) -> None:
     """Refuse deleting a worker that is not there, or one that leads a team."""
-    if await store.workers.get(name) is None and await store.ops.holder(f"worker:{name}") is None:
+    if await store.workers.get(name) is None and await store.ops.holder(accounts.worker_subject(name)) is None:
         raise Refused(f"There is no worker named `{name}`.")
     led = [t.name for t in await store.teams.all() if t.leader == name]
     if led:
