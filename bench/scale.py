@@ -54,9 +54,10 @@ from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.clients.objectstore import LocalObjectStore
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, EventKind, ProgressEvent
+from hiclaw_bot.flows.params import WorkerParams
 from hiclaw_bot.flows.services import Services, make_backend
 from hiclaw_bot.flows.worker import register_worker_flows
-from hiclaw_bot.flows.worker_steps import worker_spec
+from hiclaw_bot.flows.worker_runtime import worker_spec
 from hiclaw_bot.lifecycle import Lifecycle
 from hiclaw_bot.types import EventId, RoomId, UserId
 from storage import Store
@@ -111,7 +112,7 @@ async def populate(services: Services, store: Store) -> None:
         name = f"w{index:04d}"
         params = {"name": name, "image": "hiclaw/worker-agent:bench", "model": "qwen-max"}
         running = index < RUNNING
-        await backend.create(worker_spec(services, name, params))
+        await backend.create(worker_spec(services, name, WorkerParams.of(params)))
         if running:
             await backend.start(name)
         await store.workers.insert(name, backend="process", state="Running" if running else "Sleeping",

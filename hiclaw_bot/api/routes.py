@@ -15,23 +15,25 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import yaml
 from aiohttp import web
 from pydantic import SecretStr
 
-from backends import BackendError, WorkerBackend, WorkerState
+from backends import WorkerBackend
 from hiclaw_bot.api import views
 from hiclaw_bot.api.auth import bearer_auth
 from hiclaw_bot.api.metrics import CONTENT_TYPE, Metrics
 from hiclaw_bot.engine import Engine, SubjectBusy
 from hiclaw_bot.flows import worker as flows
-from storage import Store, Tx
+from hiclaw_bot.flows import worker_rules as rules
+from hiclaw_bot.types import Refused
+from storage import Store, Tx, Worker
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/openapi.json"})
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -61,6 +63,12 @@ class ApiState:
     @property
     def actor(self) -> str:
         return f"api:{self.token_name}"
+
+
+class Check(Protocol):
+    """A wake or sleep rule of :mod:`~hiclaw_bot.flows.worker_rules`."""
+
+    def __call__(self, row: Worker, backend: WorkerBackend, *, idle: bool = True) -> Awaitable[None]: ...
 
 
 STATE = web.AppKey("state", ApiState)
@@ -175,15 +183,15 @@ async def get_worker(request: web.Request) -> web.Response:
 
 
 async def wake(request: web.Request) -> web.Response:
-    return await _change(request, flows.WAKE, "wake", flows.RUNNING, "already running")
+    return await _change(request, flows.WAKE, "wake", rules.check_wake)
 
 
 async def sleep(request: web.Request) -> web.Response:
-    return await _change(request, flows.SLEEP, "sleep", flows.SLEEPING, "already asleep")
+    return await _change(request, flows.SLEEP, "sleep", rules.check_sleep)
 
 
-async def _change(request: web.Request, kind: str, verb: str, wanted: str, already: str) -> web.Response:
-    """Start ``kind`` on the worker, as ``!worker <verb>`` would; every outcome is audited."""
+async def _change(request: web.Request, kind: str, verb: str, check: Check) -> web.Response:
+    """Start ``kind`` on the worker, as ``!worker <verb>`` would (by the same rule); every outcome is audited."""
     state = request.app[STATE]
     store, command = state.store, f"worker {verb}"
     name = _name(request.match_info["name"])
@@ -200,10 +208,11 @@ async def _change(request: web.Request, kind: str, verb: str, wanted: str, alrea
         _error(web.HTTPNotFound, f"there is no worker named {name}")
     # Only an idle worker can be "already" anywhere: one under an operation is busy (answered below).
     idle = await store.ops.holder(subject) is None
-    backend = state.others.get(row.backend, state.backend)
-    if idle and row.state == wanted and await _backend_agrees(backend, name, wanted):
+    try:
+        await check(row, state.others.get(row.backend, state.backend), idle=idle)
+    except Refused as exc:
         await record("already")
-        return web.json_response({"error": f"{name} is {already}"}, status=409)
+        return web.json_response({"error": exc.reason.removesuffix(".")}, status=409)
 
     async def same_transaction(tx: Tx, op_id: int) -> None:
         await record("started", op_id=op_id, tx=tx)
@@ -219,15 +228,6 @@ async def _change(request: web.Request, kind: str, verb: str, wanted: str, alrea
     op = submission.op
     return web.json_response({"op_id": op.op_id, "kind": op.kind, "subject": op.subject, "state": op.state},
                              status=202, headers={"Location": f"/api/v1/ops/{op.op_id}"})
-
-
-async def _backend_agrees(backend: WorkerBackend, name: str, wanted: str) -> bool:
-    """Whether the runtime really is where the row says (a stale row must not block a wake)."""
-    try:
-        running = (await backend.status(name)).state is WorkerState.RUNNING
-    except BackendError:
-        return False
-    return running if wanted == flows.RUNNING else not running
 
 
 # -- operations and audit -------------------------------------------------------------------------

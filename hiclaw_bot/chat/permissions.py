@@ -25,7 +25,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hiclaw_bot.types import RoomId, UserId
+from hiclaw_bot.types import Role, RoomId, UserId
 
 
 class Permission(enum.Enum):
@@ -45,7 +45,7 @@ class Permission(enum.Enum):
 
 class ActorKind(enum.Enum):
     ADMIN = "admin"
-    TEAM_LEADER = "team_leader"
+    TEAM_LEADER = Role.TEAM_LEADER.value
     HUMAN_ADMIN = "human_admin"
     HUMAN_TEAM = "human_team"
     HUMAN_VIEWER = "human_viewer"

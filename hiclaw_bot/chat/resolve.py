@@ -12,19 +12,12 @@ from hiclaw_bot.chat.arguments import Args
 from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.permissions import Actor, ActorKind, Quota, RoomScope, Target
 from hiclaw_bot.config import Config
-from hiclaw_bot.types import RoomId, UserId
-from storage import Store, Team
+from hiclaw_bot.flows.quota import team_usage
+from hiclaw_bot.types import Role, RoomId, UserId
+from storage import Store
 
-TEAM_LEADER_ROLE = "team_leader"
 _HUMAN_KINDS = {"admin": ActorKind.HUMAN_ADMIN, "team": ActorKind.HUMAN_TEAM, "viewer": ActorKind.HUMAN_VIEWER}
 _GONE_STATES = frozenset({"deleting", "deleted"})
-
-
-def team_worker_limit(config: Config, team: str, row: Team | None) -> int | None:
-    """A team's worker quota: its own ``max_workers`` when it was given one, else the config's."""
-    if row is not None and row.max_workers is not None:
-        return row.max_workers
-    return config.team_limit(team)
 
 
 class Resolver:
@@ -38,7 +31,7 @@ class Resolver:
         localpart, _, server = user_id[1:].partition(":")
         if server == self.config.matrix.server_name:
             worker = await self.store.workers.get(localpart)
-            if worker is not None and worker.role == TEAM_LEADER_ROLE and worker.user_id in (None, user_id) \
+            if worker is not None and worker.role == Role.TEAM_LEADER and worker.user_id in (None, user_id) \
                     and worker.state.casefold() not in _GONE_STATES:
                 return Actor(user_id, ActorKind.TEAM_LEADER, frozenset({worker.team} if worker.team else ()))
         human = await self.store.humans.by_user_id(user_id)
@@ -79,10 +72,9 @@ class Resolver:
             team_hint = args.values.get(spec.team_arg) if spec.team_arg else None
             found = await self._named(spec.kind, name, str(team_hint) if team_hint else None)
         if provisioning and found.team is not None:
-            limit = team_worker_limit(self.config, found.team, await self.store.teams.get(found.team))
-            if limit is not None:
-                used = await self.store.workers.count(team=found.team)
-                found = Target(found.kind, found.name, found.team, found.exists, Quota(limit, used))
+            usage = await team_usage(self.config, self.store, found.team)
+            if usage is not None:
+                found = Target(found.kind, found.name, found.team, found.exists, Quota(*usage))
         return found
 
     async def subject_team(self, subject: str) -> str | None:

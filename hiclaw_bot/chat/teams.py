@@ -13,15 +13,15 @@ from typing import Any
 from hiclaw_bot.chat.arguments import INT, NAME, TEXT, Choice, ListOf, flag, option, positional
 from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext
-from hiclaw_bot.chat.models import model_refusal
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import Reply, table
-from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.config import Config
 from hiclaw_bot.flows import accounts
 from hiclaw_bot.flows import team as flows
 from hiclaw_bot.flows import worker as worker_flows
+from hiclaw_bot.flows.models import check_model
+from hiclaw_bot.flows.quota import check_room_in_team, check_team_size, team_worker_limit
 from hiclaw_bot.flows.runtimes import PROFILES, profile
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.types import Refused
@@ -33,7 +33,7 @@ class TeamCommands:
         self.config = config
         self.services = services
         """For the account check of new workers' names (None: left to the account step), and the
-        gateway, asked which models its AI route serves (see :mod:`hiclaw_bot.chat.models`)."""
+        gateway, asked which models its AI route serves (see :mod:`hiclaw_bot.flows.models`)."""
         self.gateway = services.gateway if services is not None else None
 
     async def _team(self, ctx: CommandContext) -> Team:
@@ -85,15 +85,11 @@ class TeamCommands:
                 if taken is not None:
                     return Reply.of(taken[:1].upper() + taken[1:] + ".")
         model = ctx.args.optional("model", str) or self.config.quotas.default_model
-        refusal = await model_refusal(self.config, self.gateway, model)
-        if refusal is not None:
-            return refusal
         max_workers = ctx.args.optional("max_workers", int)
         limit = max_workers if max_workers is not None else team_worker_limit(self.config, name, None)
-        refusal = await self._quota(ctx, name, size=1 + len(members), new=1 + len(members) - len(existing),
-                                    team_limit=limit)
-        if refusal is not None:
-            return refusal
+        await check_model(self.config, self.gateway, model)
+        await check_team_size(self.config, ctx.store, name, size=1 + len(members),
+                              new=1 + len(members) - len(existing), team_limit=limit)
         runtime = ctx.args.optional("runtime", str) or self.config.runtimes.default
         leader_runtime = ctx.args.optional("leader_runtime", str) or runtime
         params: dict[str, Any] = {
@@ -103,17 +99,6 @@ class TeamCommands:
             "adopt": existing, "max_workers": max_workers,
         }
         await ctx.start(flows.CREATE, flows.subject(name), params)
-        return None
-
-    async def _quota(self, ctx: CommandContext, team: str, *, size: int, new: int,
-                     team_limit: int | None) -> Reply | None:
-        total = self.config.quotas.max_workers
-        if total is not None and new and await ctx.store.workers.count() + new > total:
-            return Reply.of(f"That needs {new} new worker(s), and the installation is limited to {total} "
-                            f"(quotas.max_workers, {await ctx.store.workers.count()} in use).")
-        if team_limit is not None and size > team_limit:
-            return Reply.of(f"Team `{team}` would have {size} workers, over its limit of {team_limit} "
-                            f"(team max_workers).")
         return None
 
     # -- membership -----------------------------------------------------------------------------
@@ -132,9 +117,7 @@ class TeamCommands:
         refusal = await self._busy(ctx, worker)
         if refusal is not None:
             return refusal
-        limit = team_worker_limit(self.config, team.name, team)
-        if limit is not None and await ctx.store.workers.count(team=team.name) + 1 > limit:
-            return Reply.of(f"Team `{team.name}` is at its limit of {limit} workers (team max_workers).")
+        await check_room_in_team(self.config, ctx.store, team)
         await ctx.start(flows.ADD, flows.subject(team.name), {"name": team.name, "worker": worker})
         return None
 

@@ -9,28 +9,23 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
-from backends import BackendError, ExecTimeout, InvalidSpec, WorkerState
-from backends.base import parse_quantity
+from backends import BackendError, ExecTimeout
 from hiclaw_bot.chat.arguments import NAME, PAIR, TEXT, Choice, Integer, ListOf, option, positional
 from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext
-from hiclaw_bot.chat.models import model_refusal
 from hiclaw_bot.chat.permissions import Permission
 from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import Reply, escape, spoken_duration, table
-from hiclaw_bot.chat.resolve import team_worker_limit
 from hiclaw_bot.clients.errors import ClientError
-from hiclaw_bot.config import Config, HigressConfig, parse_duration
-from hiclaw_bot.flows import accounts, names
+from hiclaw_bot.config import Config
+from hiclaw_bot.flows import names
 from hiclaw_bot.flows import team as team_flows
 from hiclaw_bot.flows import worker as flows
-from hiclaw_bot.flows import worker_env as env_rule
-from hiclaw_bot.flows.runtimes import PROFILES, profile
+from hiclaw_bot.flows import worker_rules as rules
+from hiclaw_bot.flows.runtimes import PROFILES
 from hiclaw_bot.flows.services import Services
-from hiclaw_bot.flows.worker_steps import builtin_skills
 from hiclaw_bot.types import Refused
 from storage import Worker
 
@@ -74,74 +69,22 @@ class WorkerCommands:
     # -- create ---------------------------------------------------------------------------------
 
     async def create(self, ctx: CommandContext) -> Reply | None:
-        name = ctx.args.get("name", str)
-        quotas = self.config.quotas
-        if await ctx.store.workers.get(name) is not None:
-            return Reply.of(f"A worker named `{name}` already exists: `!worker status {name}`.")
-        taken = await accounts.refusal(self.services, ctx.store, name)
-        if taken is not None:
-            return Reply.of(taken[:1].upper() + taken[1:] + ".")
-        model = ctx.args.optional("model", str) or quotas.default_model
-        refusal = await model_refusal(self.config, self.services.gateway, model)
-        if refusal is not None:
-            return refusal
-        team = ctx.args.optional("team", str)
-        team_row = await ctx.store.teams.get(team) if team is not None else None
-        if team is not None and team_row is None:
-            return Reply.of(f"There is no team named `{team}`.")
-        skills: list[str] = ctx.args.values.get("skills") or []
-        unknown = sorted(set(skills) - set(builtin_skills()))
-        if unknown:
-            return Reply.of(f"Unknown skill(s): {', '.join(unknown)}. Known: {', '.join(builtin_skills())}.")
-        mcp: list[str] = ctx.args.values.get("mcp") or []
-        allowed_mcp = self.config.gateway.mcp_servers if isinstance(self.config.gateway, HigressConfig) else []
-        not_allowed = sorted(set(mcp) - set(allowed_mcp))
-        if not_allowed:
-            listing = ", ".join(allowed_mcp) if allowed_mcp else "none (gateway.mcp_servers is empty)"
-            return Reply.of(f"MCP server(s) not allowed here: {', '.join(not_allowed)}. Allowed: {listing}.")
-        env = dict(ctx.args.values.get("env") or {})
-        bad_env = env_rule.refusal(env, self.config.worker_env)
-        if bad_env is not None:
-            return Reply.of(f"Not created: {bad_env}.")
-        refusal = await self._quota(ctx, team)
-        if refusal is not None:
-            return refusal
-        backend = ctx.args.optional("backend", str)
-        if backend is not None and backend not in self.services.backends:
-            return Reply.of(f"Backend `{backend}` is not offered here; offered: {', '.join(self.services.backends)}.")
-        idle = ctx.args.optional("idle_timeout", str)
-        try:
-            idle_s = parse_duration(idle) if idle is not None else None
-        except ValueError:
-            return Reply.of("`--idle-timeout` takes a duration such as 30m or 12h.")
-        limits = _limits(ctx)
-        runtime = ctx.args.optional("runtime", str) or self.config.runtimes.default
-        params: dict[str, Any] = {
-            "name": name, "model": model, "runtime": runtime,
-            "image": ctx.args.optional("image", str) or profile(runtime).image(self.config),
-            "team": team, "skills": skills,
-            "mcp": mcp,
-            "env": env, "idle_timeout": idle_s, **limits,
-        }
-        if backend is not None:
-            params["backend"] = backend
-        if team_row is not None:
+        request = rules.CreateRequest(
+            name=ctx.args.get("name", str), model=ctx.args.optional("model", str),
+            image=ctx.args.optional("image", str), team=ctx.args.optional("team", str),
+            runtime=ctx.args.optional("runtime", str), skills=ctx.args.values.get("skills") or [],
+            mcp=ctx.args.values.get("mcp") or [], env=dict(ctx.args.values.get("env") or {}),
+            idle_timeout=ctx.args.optional("idle_timeout", str), cpus=ctx.args.optional("cpus", str),
+            memory=ctx.args.optional("memory", str), backend=ctx.args.optional("backend", str))
+        plan = await rules.plan_create(self.services, ctx.store, request)
+        name, params = request.name, plan.params
+        if plan.team is not None:
             # Made by the team's own operation, so the team room, power levels and the leader's
             # config take the new worker in too.
-            await ctx.start(team_flows.ADD, team_flows.subject(team_row.name),
-                            {"name": team_row.name, "worker": name, "leader": team_row.leader, "create": params})
+            await ctx.start(team_flows.ADD, team_flows.subject(plan.team.name),
+                            {"name": plan.team.name, "worker": name, "leader": plan.team.leader, "create": params})
             return None
         await ctx.start(flows.CREATE, flows.subject(name), params)
-        return None
-
-    async def _quota(self, ctx: CommandContext, team: str | None) -> Reply | None:
-        total = self.config.quotas.max_workers
-        if total is not None and await ctx.store.workers.count() >= total:
-            return Reply.of(f"The installation is at its limit of {total} workers (quotas.max_workers).")
-        if team is not None:
-            limit = team_worker_limit(self.config, team, await ctx.store.teams.get(team))
-            if limit is not None and await ctx.store.workers.count(team=team) >= limit:
-                return Reply.of(f"Team `{team}` is at its limit of {limit} workers.")
         return None
 
     # -- reading --------------------------------------------------------------------------------
@@ -242,52 +185,31 @@ class WorkerCommands:
 
     async def wake(self, ctx: CommandContext) -> Reply | None:
         row = await self._row(ctx)
-        if row.state == flows.RUNNING and await self._running(row):
-            return Reply.of(f"{row.name} is already running.")
+        await rules.check_wake(row, self.services.backend_for(row))
         await ctx.start(flows.WAKE, flows.subject(row.name), {"name": row.name})
         return None
 
     async def sleep(self, ctx: CommandContext) -> Reply | None:
         row = await self._row(ctx)
-        if row.state == flows.SLEEPING and not await self._running(row):
-            return Reply.of(f"{row.name} is already asleep.")
+        await rules.check_sleep(row, self.services.backend_for(row))
         await ctx.start(flows.SLEEP, flows.subject(row.name), {"name": row.name})
         return None
 
     async def update(self, ctx: CommandContext) -> Reply | None:
         row = await self._row(ctx)
-        changes: dict[str, Any] = {}
-        for key in ("model", "image"):
-            value = ctx.args.optional(key, str)
-            if value is not None:
-                changes[key] = value
-        env = ctx.args.values.get("env") or {}
-        if env:
-            bad_env = env_rule.refusal(dict(env), self.config.worker_env)
-            if bad_env is not None:
-                return Reply.of(f"Not changed: {bad_env}.")
-            changes["env"] = {**dict(row.spec.get("env") or {}), **dict(env)}
-        limits = _limits(ctx)
-        changes.update(limits)
-        if not changes:
-            return Reply.of("Nothing to change: give `--model`, `--image`, `--env KEY=VALUE`, `--cpus` or `--memory`.")
-        refusal = await model_refusal(self.config, self.services.gateway, changes["model"]) \
-            if "model" in changes else None
-        if refusal is not None:
-            return refusal
-        params = {**_spec(row), **changes, "name": row.name}
+        params = await rules.plan_update(
+            self.services, row, model=ctx.args.optional("model", str), image=ctx.args.optional("image", str),
+            env=ctx.args.values.get("env") or {}, cpus=ctx.args.optional("cpus", str),
+            memory=ctx.args.optional("memory", str))
         await ctx.start(flows.UPDATE, flows.subject(row.name), params)
         return None
 
     async def delete_refusal(self, ctx: CommandContext) -> Reply | None:
         """Why ``!worker delete`` cannot go ahead (checked before asking for ``!confirm`` and again after)."""
-        name = ctx.args.get("name", str)
-        if await ctx.store.workers.get(name) is None and await ctx.store.ops.holder(flows.subject(name)) is None:
-            return Reply.of(f"There is no worker named `{name}`.")
-        led = [t.name for t in await ctx.store.teams.all() if t.leader == name]
-        if led:
-            return Reply.of(f"`{name}` leads team `{led[0]}`; delete the team first: "
-                            f"`!team delete {led[0]} --with-workers` deletes it with its workers.")
+        try:
+            await rules.check_delete(ctx.store, ctx.args.get("name", str))
+        except Refused as exc:
+            return Reply.of(exc.reason)
         return None
 
     async def delete(self, ctx: CommandContext) -> Reply | None:
@@ -296,19 +218,9 @@ class WorkerCommands:
             return refusal
         name = ctx.args.get("name", str)
         row = await ctx.store.workers.get(name)
-        params = {**(_spec(row) if row else {}), "name": name}
+        params = {**(rules.spec_params(row) if row else {}), "name": name}
         await ctx.start(flows.DELETE, flows.subject(name), params)
         return None
-
-    async def _running(self, row: Worker) -> bool:
-        try:
-            return (await self.services.backend_for(row).status(row.name)).state is WorkerState.RUNNING
-        except BackendError:
-            return False
-
-
-def _spec(row: Worker) -> Mapping[str, Any]:
-    return {**row.spec, "model": row.model, "image": row.image}
 
 
 def register_worker_commands(registry: Registry, services: Services) -> None:
@@ -367,19 +279,3 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
 def _limit_options() -> list[Any]:
     return [option("cpus", TEXT, "CPU limit, e.g. 0.5 or 500m (default from the config)"),
             option("memory", TEXT, "memory limit, e.g. 512Mi or 2Gi (default from the config)")]
-
-
-def _limits(ctx: CommandContext) -> dict[str, str]:
-    """``--cpus``/``--memory`` as Kubernetes quantities, checked before anything starts."""
-    limits: dict[str, str] = {}
-    for key, example in (("cpus", "0.5 or 500m"), ("memory", "512Mi or 2Gi")):
-        value = ctx.args.optional(key, str)
-        if value is None:
-            continue
-        try:
-            if parse_quantity(value) <= 0:
-                raise InvalidSpec("spec", "not positive")
-        except InvalidSpec:
-            raise Refused(f"`--{key}` takes a positive quantity such as {example}.") from None
-        limits[key] = value
-    return limits

@@ -22,11 +22,12 @@ from hiclaw_bot.engine.faults import BOUNDARIES, BoundaryHook, hook_from_env, ki
 from hiclaw_bot.engine.retry import RetryPolicy
 from hiclaw_bot.engine.runner import Engine, Submission
 from hiclaw_bot.engine.steps import Done, FuncStep, Outcome, ResourceRef, Skipped, Step, StepContext
+from hiclaw_bot.engine.undo import Remove
 
 __all__ = [
     "BOUNDARIES", "BoundaryHook", "Clock", "Done", "Engine", "EngineError", "EventKind", "FakeClock",
     "FuncStep", "InvalidTransition", "OperationNotFound", "Outcome", "PermanentError", "ProgressEvent",
-    "ResourceRef", "RetryPolicy", "Skipped", "Step", "StepContext", "StepError", "SubjectBusy",
+    "Remove", "ResourceRef", "RetryPolicy", "Skipped", "Step", "StepContext", "StepError", "SubjectBusy",
     "Submission", "SystemClock", "TransientError", "classify", "describe", "hook_from_env", "is_gone",
     "kill_at",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +32,8 @@ from storage import Operation, Store, Tx, is_holder_conflict
 log = logging.getLogger("hiclaw_bot.engine")
 
 FlowBuilder = Callable[[Operation], Sequence[Step]]
+ParamsParser = Callable[[Mapping[str, Any]], object]
+"""Parses an operation's params, raising ValueError on params its flow could not run."""
 SameTransaction = Callable[[Tx, int], Awaitable[None]]
 
 
@@ -40,6 +42,7 @@ class Flow:
     kind: str
     build: FlowBuilder
     supersedes_failed: bool = False
+    parse: ParamsParser | None = None
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,11 @@ class Engine:
 
     # -- configuration --------------------------------------------------------------------------
 
-    def register(self, kind: str, build: FlowBuilder, *, supersedes_failed: bool = False) -> None:
-        self._flows[kind] = Flow(kind, build, supersedes_failed)
+    def register(self, kind: str, build: FlowBuilder, *, supersedes_failed: bool = False,
+                 parse: ParamsParser | None = None) -> None:
+        """``parse`` checks the params of each operation of ``kind`` when it is submitted, before
+        anything is recorded (the flows' typed params, :mod:`hiclaw_bot.flows.params`)."""
+        self._flows[kind] = Flow(kind, build, supersedes_failed, parse)
 
     def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[ProgressEvent]]:
         """All progress events from now on, in a queue of the caller's own."""
@@ -85,6 +91,8 @@ class Engine:
         """
         flow = self._flow(kind)
         params = dict(params or {})
+        if flow.parse is not None:
+            flow.parse(params)
         ops = self.store.ops
         try:
             async with self.store.transaction() as tx:

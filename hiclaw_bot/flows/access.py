@@ -16,6 +16,7 @@ most no-ops and deleting the human later finds every room it was put in.
 
 from __future__ import annotations
 
+from hiclaw_bot.clients.errors import NotFoundError
 from hiclaw_bot.engine import StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.human_steps import (
@@ -69,3 +70,18 @@ async def forget_room(ctx: StepContext, room_id: str) -> None:
     for resource in await ctx.store.ledger.live(MEMBERSHIP):
         if resource.attrs.get("room_id") == room_id:
             await ctx.store.ledger.record(MEMBERSHIP, resource.external_name, "deleted", owner=resource.owner)
+
+
+async def release_room(services: Services, worker: str) -> None:
+    """Drop the alias and empty the room of everyone but its keepers; the history stays (upstream #1184)."""
+    matrix = services.matrix
+    alias = names.full_alias(names.worker_room_alias(worker), services.domain)
+    try:
+        room_id = await matrix.resolve_alias(alias)
+    except NotFoundError:
+        return
+    keep = {services.bot_user_id, *services.config.matrix.admins}
+    for member in await matrix.joined_members(room_id):
+        if member not in keep:
+            await matrix.kick(room_id, member, reason=f"worker {worker} deleted")
+    await matrix.delete_alias(alias)

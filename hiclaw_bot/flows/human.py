@@ -26,7 +26,6 @@ from typing import Any
 from hiclaw_bot.clients.mail import DisabledMailer, Mailer, SmtpMailer
 from hiclaw_bot.config import MailConfig
 from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
-from hiclaw_bot.flows import names
 from hiclaw_bot.flows import worker as worker_flows
 from hiclaw_bot.flows.human_steps import (
     ACCOUNT,
@@ -42,9 +41,11 @@ from hiclaw_bot.flows.human_steps import (
     adopted,
     revoke_all,
 )
+from hiclaw_bot.flows.params import HumanParams
 from hiclaw_bot.flows.rendering import push_config
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN
+from hiclaw_bot.types import WorkerPhase
 from storage import Operation
 
 CREATE = "human.create"
@@ -81,7 +82,7 @@ def subject(name: str) -> str:
 
 
 def human_of(services: Services, op: Operation) -> HumanRef:
-    return HumanRef(names.check_name("human", str(op.params["name"])), services.domain)
+    return HumanRef(HumanParams.of(op.params).name, services.domain)
 
 
 def mailer_from_config(mail: MailConfig) -> Mailer:
@@ -145,7 +146,7 @@ class WorkerAccess(HumanStep):
     async def _push_all(self, ctx: StepContext) -> list[str]:
         pushed: list[str] = []
         for worker in await ctx.store.workers.all():
-            if worker.room_id is None or worker.state == "Deleting" \
+            if worker.room_id is None or worker.state == WorkerPhase.DELETING \
                     or await ctx.store.secrets.get(worker_flows.subject(worker.name), ACCESS_TOKEN) is None:
                 continue
             await push_config(self.services, ctx, worker.name)
@@ -216,22 +217,22 @@ class Forget(HumanStep):
 
 
 def create_steps(services: Services, mailer: Mailer, op: Operation) -> Sequence[Step]:
-    human, params = human_of(services, op), op.params
+    human, params = human_of(services, op), HumanParams.of(op.params)
     return [
         Register(services, human, params),
         Account(services, human),
-        Profile(services, human, params.get("display_name")),
+        Profile(services, human, params.display_name),
         Invites(services, human),
         WorkerAccess(services, human),
-        Deliver(services, human, mailer, params.get("email")),
+        Deliver(services, human, mailer, params.email),
         Record(services, human),
     ]
 
 
 def invite_steps(services: Services, op: Operation) -> Sequence[Step]:
-    human, teams, workers = human_of(services, op), op.params.get("teams"), op.params.get("workers")
-    return [SetTeams(services, human, list(teams) if teams is not None else None,
-                     list(workers) if workers is not None else None),
+    human, params = human_of(services, op), HumanParams.of(op.params)
+    return [SetTeams(services, human, list(params.teams) if params.teams is not None else None,
+                     list(params.workers) if params.workers is not None else None),
             Reinvite(services, human), Reaccess(services, human)]
 
 
@@ -248,6 +249,6 @@ def register_human_flows(engine: Engine, services: Services, mailer: Mailer | No
         INVITE: partial(invite_steps, services),
     }
     for kind, make in flows.items():
-        engine.register(kind, make)
-    engine.register(DELETE, partial(delete_steps, services), supersedes_failed=True)
+        engine.register(kind, make, parse=HumanParams.of)
+    engine.register(DELETE, partial(delete_steps, services), supersedes_failed=True, parse=HumanParams.of)
 

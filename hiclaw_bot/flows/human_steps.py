@@ -22,6 +22,7 @@ from hiclaw_bot.clients.errors import UnauthorizedError
 from hiclaw_bot.clients.mail import Mailer, MailOutcome
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.flows import names
+from hiclaw_bot.flows.params import HumanParams
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.types import RoomId, UserId
 from storage import Resource, Team, Worker
@@ -106,16 +107,18 @@ class Register(HumanStep):
 
     name = "register"
 
-    def __init__(self, services: Services, human: HumanRef, params: Mapping[str, Any]) -> None:
+    def __init__(self, services: Services, human: HumanRef, params: HumanParams) -> None:
         super().__init__(services, human)
         self.params = params
 
     async def do(self, ctx: StepContext) -> Outcome:
         p = self.params
+        if p.level is None:
+            raise PermanentError("a human needs a level")
         if await ctx.store.humans.get(self.human.name) is None:
-            await ctx.store.humans.upsert(self.human.name, user_id=self.human.user_id, level=p["level"], state=PENDING,
-                                          email=p.get("email"), teams=list(p.get("teams", [])),
-                                          workers=list(p.get("workers", [])), display_name=p.get("display_name"))
+            await ctx.store.humans.upsert(self.human.name, user_id=self.human.user_id, level=p.level, state=PENDING,
+                                          email=p.email, teams=list(p.teams or ()), workers=list(p.workers or ()),
+                                          display_name=p.display_name)
         await ctx.secret(PASSWORD)
         return Done()
 

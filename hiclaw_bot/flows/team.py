@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from hiclaw_bot.engine import Engine, Step
-from hiclaw_bot.flows import names
+from hiclaw_bot.engine import Engine, Remove, Step
+from hiclaw_bot.flows.params import TeamParams
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.team_members import Attach, CreateMember, DeleteMember, Detach, LeaderConfig
 from hiclaw_bot.flows.team_steps import (
@@ -41,7 +41,6 @@ from hiclaw_bot.flows.team_steps import (
     Join,
     LeaveTeamRoom,
     Register,
-    RemoveTeamRoom,
     SetState,
     SharedFolder,
     TeamRoom,
@@ -58,26 +57,22 @@ def subject(team: str) -> str:
     return f"team:{team}"
 
 
-def team_of(op: Operation) -> str:
-    return names.check_name("team", str(op.params["name"]))
-
-
-def members_of(op: Operation) -> list[str]:
-    """The member workers named by the operation (the leader not among them), checked."""
-    return [names.check_name("worker", str(w)) for w in op.params.get("workers", [])]
+def params_of(op: Operation) -> TeamParams:
+    """A team operation's params, typed (names checked: a bad one is refused before any step exists)."""
+    return TeamParams.of(op.params)
 
 
 def create_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Step]:
-    team, params = team_of(op), op.params
-    leader = names.check_name("worker", str(params["leader"]))
-    members = members_of(op)
+    params = params_of(op)
+    team, leader, members = params.name, params.needs_leader(), list(params.workers)
     if leader in members or len(set(members)) != len(members):
         raise ValueError("the leader and the members must be distinct workers")
-    template = {key: params[key] for key in ("model", "image", "command", "runtime") if params.get(key)}
-    leader_template = {**template, **({"runtime": params["leader_runtime"]} if params.get("leader_runtime") else {})}
-    adopt = set(params.get("adopt", []))
+    template = {key: value for key, value in (("model", params.model), ("image", params.image),
+                                              ("command", list(params.command or ())), ("runtime", params.runtime))
+                if value}
+    leader_template = {**template, **({"runtime": params.leader_runtime} if params.leader_runtime else {})}
     workers = [CreateMember(services, engine, team, w, leader=leader, template=leader_template if w == leader
-                            else template, adopt=w in adopt, after=("register",)) for w in [leader, *members]]
+                            else template, adopt=w in params.adopt, after=("register",)) for w in [leader, *members]]
     everyone = tuple(step.name for step in workers)
     return [
         Register(services, team, params),
@@ -94,33 +89,33 @@ def create_steps(services: Services, engine: Engine, op: Operation) -> Sequence[
 def add_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Step]:
     """An existing worker joins; or, with ``create`` (the params of a ``worker.create``), a new one
     is made in the team (``!worker create NAME --team TEAM``)."""
-    team, worker, params = team_of(op), names.check_name("worker", str(op.params["worker"])), op.params
+    params = params_of(op)
+    team, worker = params.name, params.needs_worker()
     joining: Step = Attach(services, team, worker)
-    if params.get("create") is not None:
-        leader = names.check_name("worker", str(params["leader"]))
-        joining = CreateMember(services, engine, team, worker, leader=leader, template=params["create"], adopt=False)
+    if params.create is not None:
+        joining = CreateMember(services, engine, team, worker, leader=params.needs_leader(), template=params.create,
+                               adopt=False)
     return [joining, TeamRoom(services, team, dm=False), Join(services, team),
             LeaderConfig(services, team)]
 
 
 def remove_steps(services: Services, op: Operation) -> Sequence[Step]:
-    team, worker = team_of(op), names.check_name("worker", str(op.params["worker"]))
-    leader = names.check_name("worker", str(op.params["leader"]))
+    params = params_of(op)
+    team, worker, leader = params.name, params.needs_worker(), params.needs_leader()
     return [LeaveTeamRoom(services, team, worker), Detach(services, team, worker, leader=leader),
             LeaderConfig(services, team)]
 
 
 def delete_steps(services: Services, engine: Engine, op: Operation) -> Sequence[Step]:
-    team, params = team_of(op), op.params
-    leader = names.check_name("worker", str(params["leader"]))
-    members = members_of(op)
+    params = params_of(op)
+    team, leader, members = params.name, params.needs_leader(), list(params.workers)
     rooms = ("remove_team_room", "remove_leader_dm")
     steps: list[Step] = [
         SetState(services, team, DELETING, "mark"),
-        RemoveTeamRoom(services, team, dm=False, after=("mark",)),
-        RemoveTeamRoom(services, team, dm=True, after=("mark",)),
+        Remove(TeamRoom(services, team, dm=False), after=("mark",)),
+        Remove(TeamRoom(services, team, dm=True), after=("mark",)),
     ]
-    if params.get("with_workers"):
+    if params.with_workers:
         gone = [DeleteMember(services, engine, team, w, leader=False, after=rooms) for w in members]
         steps += [*gone, DeleteMember(services, engine, team, leader, leader=True,
                                       after=tuple(s.name for s in gone) or rooms)]
@@ -133,7 +128,7 @@ def delete_steps(services: Services, engine: Engine, op: Operation) -> Sequence[
 def register_team_flows(engine: Engine, services: Services) -> None:
     """Teach the engine the team operations, bound to ``services`` (and to the engine itself, which
     runs the member workers' operations)."""
-    engine.register(CREATE, partial(create_steps, services, engine))
-    engine.register(ADD, partial(add_steps, services, engine))
-    engine.register(REMOVE, partial(remove_steps, services))
-    engine.register(DELETE, partial(delete_steps, services, engine), supersedes_failed=True)
+    engine.register(CREATE, partial(create_steps, services, engine), parse=TeamParams.of)
+    engine.register(ADD, partial(add_steps, services, engine), parse=TeamParams.of)
+    engine.register(REMOVE, partial(remove_steps, services), parse=TeamParams.of)
+    engine.register(DELETE, partial(delete_steps, services, engine), supersedes_failed=True, parse=TeamParams.of)

@@ -21,11 +21,11 @@ from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows import worker as worker_flows
 from hiclaw_bot.flows.access import sync_room
-from hiclaw_bot.flows.rendering import LEADER_ROLE, WORKER_ROLE, push_config
+from hiclaw_bot.flows.rendering import push_config
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.team_steps import TeamStep
 from hiclaw_bot.flows.worker_identity import regrant
-from hiclaw_bot.types import RoomId
+from hiclaw_bot.types import Role, RoomId
 from storage import Operation
 
 # -- child operations ------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ class CreateMember(TeamStep):
 
     @property
     def role(self) -> str:
-        return LEADER_ROLE if self.worker == self.leader else WORKER_ROLE
+        return Role.TEAM_LEADER if self.worker == self.leader else Role.WORKER
 
     async def do(self, ctx: StepContext) -> Outcome:
         row = await ctx.store.workers.get(self.worker)
@@ -115,7 +115,7 @@ class CreateMember(TeamStep):
             return
         history = await ctx.store.ops.find(subject=worker_flows.subject(self.worker), limit=100)
         made_here = any(op.kind == worker_flows.CREATE and op.op_id > ctx.op.op_id
-                        and op.params.get("team") == self.team for op in history)
+                        and worker_flows.spec_of(op).team == self.team for op in history)
         if made_here:
             params = {**(row.spec if row else {}), "name": self.worker}
             if row is not None:
@@ -158,7 +158,7 @@ async def attach(services: Services, ctx: StepContext, worker: str, *, team: str
     if row is None:
         raise PermanentError(f"there is no worker named {worker}")
     is_leader = worker == leader
-    role = LEADER_ROLE if is_leader else WORKER_ROLE
+    role = Role.TEAM_LEADER if is_leader else Role.WORKER
     spec = {**row.spec, "team": team, "role": role}
     if is_leader:
         spec.pop("leader", None)
@@ -183,8 +183,8 @@ async def detach(services: Services, ctx: StepContext, worker: str, *, leader: s
     if row is None:
         return
     spec = {key: value for key, value in row.spec.items() if key not in ("team", "leader")}
-    spec["role"] = WORKER_ROLE
-    await ctx.store.workers.update(worker, team=None, role=WORKER_ROLE, spec=spec)
+    spec["role"] = Role.WORKER
+    await ctx.store.workers.update(worker, team=None, role=Role.WORKER, spec=spec)
     await regrant(services, ctx, worker, None)
     if row.room_id is not None and worker != leader:
         leader_id = names.user_id(leader, services.domain)

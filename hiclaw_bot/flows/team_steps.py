@@ -17,6 +17,7 @@ from hiclaw_bot.clients.errors import NotFoundError
 from hiclaw_bot.engine import Done, Outcome, PermanentError, ResourceRef, Step, StepContext
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows import worker as worker_flows
+from hiclaw_bot.flows.params import TeamParams
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN
 from hiclaw_bot.types import RoomAlias, RoomId, UserId
@@ -57,14 +58,14 @@ class Register(TeamStep):
 
     name = "register"
 
-    def __init__(self, services: Services, team: str, params: Mapping[str, Any]) -> None:
+    def __init__(self, services: Services, team: str, params: TeamParams) -> None:
         super().__init__(services, team)
         self.params = params
 
     async def do(self, ctx: StepContext) -> Outcome:
         if await ctx.store.teams.get(self.team) is None:
-            await ctx.store.teams.upsert(self.team, leader=str(self.params["leader"]), state=CREATING,
-                                         spec=dict(self.params), max_workers=self.params.get("max_workers"))
+            await ctx.store.teams.upsert(self.team, leader=self.params.needs_leader(), state=CREATING,
+                                         spec=dict(self.params.spec), max_workers=self.params.max_workers)
         return Done()
 
     async def undo(self, ctx: StepContext, output: Mapping[str, Any]) -> None:
@@ -124,8 +125,8 @@ class TeamRoom(TeamStep):
 async def member_names(ctx: StepContext, team: str, leader: str) -> list[str]:
     """The team's members but its leader: those in the store, and those the operation is making
     (named in its params), so the rooms can be made while the members are."""
-    named = [str(w) for w in [*ctx.params.get("workers", []), *([ctx.params["worker"]] if "worker" in ctx.params
-                                                                   else [])]]
+    params = TeamParams.of(ctx.params)
+    named = [*params.workers, *([params.worker] if params.worker else [])]
     return sorted(({w.name for w in await ctx.store.workers.all(team=team)} | set(named)) - {leader})
 
 
@@ -168,22 +169,6 @@ async def release_team_room(services: Services, ctx: StepContext, team: str, loc
         for user in sorted(workers & set(await matrix.joined_members(room_id))):
             await matrix.kick(room_id, user, reason=f"team {team} deleted")
         await matrix.delete_alias(alias)
-
-
-class RemoveTeamRoom(TeamStep):
-    """The delete side of :class:`TeamRoom`: done once the alias is gone (it is removed last)."""
-
-    destroys = True
-
-    def __init__(self, services: Services, team: str, *, dm: bool, after: Sequence[str] | None = None) -> None:
-        super().__init__(services, team, after=after)
-        self.room = TeamRoom(services, team, dm=dm)
-        self.name = f"remove_{self.room.name}"
-        self.resource = self.room.resource
-
-    async def do(self, ctx: StepContext) -> Outcome:
-        await self.room.undo(ctx, {})
-        return Done()
 
 
 class LeaveTeamRoom(TeamStep):

@@ -21,35 +21,31 @@ it is checkpointed, resumable and serialised with anything else that touches the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, Skipped, Step, StepContext, is_gone
-from hiclaw_bot.flows import names
+from hiclaw_bot.engine import Done, Engine, Outcome, PermanentError, Remove, Skipped, Step, StepContext
 from hiclaw_bot.flows.access import forget_room
-from hiclaw_bot.flows.rendering import LEADER_ROLE, push_config
+from hiclaw_bot.flows.notices import Notify
+from hiclaw_bot.flows.params import SleepParams, WakeParams, WorkerParams
+from hiclaw_bot.flows.rendering import WriteConfig, push_config
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.skills import Skills
 from hiclaw_bot.flows.worker_identity import StorageIdentity
+from hiclaw_bot.flows.worker_runtime import Ready, Runtime, Start, Stop, Update
 from hiclaw_bot.flows.worker_steps import (
     Account,
-    Config,
     GatewayAuth,
     GatewayConsumer,
     HumanAccess,
     Mark,
-    Notify,
-    Ready,
     Record,
     Room,
-    Runtime,
     Secrets,
-    Skills,
-    Start,
-    Stop,
-    Update,
     WorkerStep,
 )
-from hiclaw_bot.types import RoomId
+from hiclaw_bot.types import Role, RoomId, WorkerPhase
 from storage import Operation
 
 CREATE = "worker.create"
@@ -59,19 +55,21 @@ UPDATE = "worker.update"
 DELETE = "worker.delete"
 REPAIR = "worker.repair"
 
-RUNNING = "Running"
-SLEEPING = "Sleeping"
-PENDING = "Pending"
-UPDATING = "Updating"
-DELETING = "Deleting"
-
-
 def subject(worker: str) -> str:
     return f"worker:{worker}"
 
 
-def worker_of(op: Operation) -> str:
-    return names.check_name("worker", str(op.params["name"]))
+def spec_of(op: Operation) -> WorkerParams:
+    """A create's, update's, repair's or delete's params, typed; an older row's missing keys default."""
+    return WorkerParams.of(op.params)
+
+
+def full_spec(op: Operation, what: str) -> WorkerParams:
+    """The params of an operation that (re)makes the runtime, which needs the model and image."""
+    params = spec_of(op)
+    if params.model is None or params.image is None:
+        raise PermanentError(f"{what} needs the worker's full spec")
+    return params
 
 
 class Register(WorkerStep):
@@ -79,7 +77,7 @@ class Register(WorkerStep):
 
     name = "register"
 
-    def __init__(self, services: Services, worker: str, params: Mapping[str, Any]) -> None:
+    def __init__(self, services: Services, worker: str, params: WorkerParams) -> None:
         super().__init__(services, worker)
         self.params = params
 
@@ -87,10 +85,10 @@ class Register(WorkerStep):
         if await ctx.store.workers.get(self.worker) is None:
             p = self.params
             await ctx.store.workers.insert(
-                self.worker, backend=p.get("backend") or self.services.backend.name,
-                backend_instance=self.services.config.backend.instance, state=PENDING, desired_state=RUNNING,
-                team=p.get("team"), role=p.get("role", "worker"), image=p["image"], model=p["model"],
-                spec=dict(p), idle_timeout_s=p.get("idle_timeout"), user_id=self.user_id,
+                self.worker, backend=p.backend or self.services.backend.name,
+                backend_instance=self.services.config.backend.instance, state=WorkerPhase.PENDING,
+                desired_state=WorkerPhase.RUNNING, team=p.team, role=p.role, image=p.image, model=p.model,
+                spec=dict(p.spec), idle_timeout_s=p.idle_timeout, user_id=self.user_id,
             )
         return Done()
 
@@ -109,7 +107,7 @@ class LeaveTeam(WorkerStep):
         row = await ctx.store.workers.get(self.worker)
         if row is None or row.team is None:
             return Skipped("not in a team")
-        if row.role == LEADER_ROLE:
+        if row.role == Role.TEAM_LEADER:
             return Skipped("a leader leaves with its team")
         team = await ctx.store.teams.get(row.team)
         if team is not None and team.room_id is not None:
@@ -121,7 +119,7 @@ class LeaveTeam(WorkerStep):
             members = [w for w in others if w.name not in (team.leader, self.worker)]
             await push_config(self.services, ctx, team.leader, members)
         spec = {key: value for key, value in row.spec.items() if key not in ("team", "leader")}
-        await ctx.store.workers.update(self.worker, team=None, role="worker", spec=spec)
+        await ctx.store.workers.update(self.worker, team=None, role=Role.WORKER, spec=spec)
         return Done({"team": row.team})
 
 
@@ -144,105 +142,88 @@ class Restore(WorkerStep):
 
     name = "restore"
 
-    def __init__(self, services: Services, worker: str, params: Mapping[str, Any]) -> None:
+    def __init__(self, services: Services, worker: str, params: WorkerParams) -> None:
         super().__init__(services, worker)
         self.params = params
 
     async def do(self, ctx: StepContext) -> Outcome:
         row = await ctx.store.workers.get(self.worker)
-        previous = (row.previous_state if row else None) or RUNNING
-        if previous == SLEEPING:
+        previous = (row.previous_state if row else None) or WorkerPhase.RUNNING
+        if previous == WorkerPhase.SLEEPING:
             backend = await self.backend()
             async with ctx.external("backend"):
                 await backend.stop(self.worker)
         p = self.params
         await ctx.store.workers.update(self.worker, state=previous, previous_state=None, observed_state=previous,
-                                       image=p["image"], model=p["model"], spec=dict(p))
+                                       image=p.image, model=p.model, spec=dict(p.spec))
         return Done({"state": previous})
 
 
 class ReadyUnlessAsleep(Ready):
     async def do(self, ctx: StepContext) -> Outcome:
         row = await ctx.store.workers.get(self.worker)
-        if row is not None and row.previous_state == SLEEPING:
+        if row is not None and row.previous_state == WorkerPhase.SLEEPING:
             return Skipped("the worker was asleep; it stays asleep")
         return await super().do(ctx)
 
 
-class Remove(Step):
-    """Undo of a create step, run as a step of its own in a delete: "already gone" is done."""
-
-    destroys = True
-
-    def __init__(self, step: Step) -> None:
-        self.step = step
-        self.name = f"remove_{step.name}"
-        self.resource = step.resource
-
-    async def do(self, ctx: StepContext) -> Outcome:
-        try:
-            await self.step.undo(ctx, {})
-        except Exception as exc:
-            if not is_gone(exc):
-                raise
-        return Done()
-
-
 def create_steps(services: Services, op: Operation) -> Sequence[Step]:
-    worker, params = worker_of(op), op.params
-    leader = params.get("leader")
+    params = full_spec(op, "a create")
+    worker = params.name
     return [
         Register(services, worker, params),
         Secrets(services, worker),
         Account(services, worker),
-        Room(services, worker, leader=leader),
+        Room(services, worker, leader=params.leader),
         HumanAccess(services, worker),
         GatewayConsumer(services, worker, after=("secrets",)),
-        GatewayAuth(services, worker, list(params.get("mcp", [])), after=("gateway_consumer",)),
-        Config(services, worker, params, after=("room", "gateway_auth")),
-        Skills(services, worker, list(params.get("skills", [])), team=params.get("team"),
-               leader=params.get("role") == "team_leader", after=("secrets",)),
-        StorageIdentity(services, worker, params, after=("secrets",)),
+        GatewayAuth(services, worker, list(params.mcp), after=("gateway_consumer",)),
+        WriteConfig(services, worker, params, after=("room", "gateway_auth")),
+        Skills(services, worker, list(params.skills), team=params.team, leader=params.role is Role.TEAM_LEADER,
+               after=("secrets",)),
+        StorageIdentity(services, worker, params.team, after=("secrets",)),
         Runtime(services, worker, params, after=("config", "skills", "storage_identity", "humans")),
         Ready(services, worker),
-        Record(services, worker, RUNNING),
+        Record(services, worker, WorkerPhase.RUNNING),
     ]
 
 
 def delete_steps(services: Services, op: Operation) -> Sequence[Step]:
-    worker, params = worker_of(op), op.params
+    params = spec_of(op)
+    worker = params.name
+    if params.image is None:  # a half-made worker: its runtime, if any, goes whatever its image
+        params = replace(params, image=services.config.backend.default_image)
     made = [
         Account(services, worker),
         Room(services, worker),
         GatewayConsumer(services, worker),
         GatewayAuth(services, worker, []),
-        Config(services, worker, params),
-        StorageIdentity(services, worker, params),
-        Runtime(services, worker, params) if "image" in params else _runtime_for_delete(services, worker),
+        WriteConfig(services, worker, params),
+        StorageIdentity(services, worker, params.team),
+        Runtime(services, worker, params),
     ]
-    return [Mark(services, worker, DELETING), LeaveTeam(services, worker),
+    return [Mark(services, worker, WorkerPhase.DELETING), LeaveTeam(services, worker),
             *(Remove(step) for step in reversed(made)), Forget(services, worker)]
-
-
-def _runtime_for_delete(services: Services, worker: str) -> Step:
-    return Runtime(services, worker, {"image": services.config.backend.default_image})
 
 
 def sleep_steps(services: Services, op: Operation) -> Sequence[Step]:
     """An idle sleep (``idle_s`` in the params) ends with a notice in the worker's room."""
-    worker = worker_of(op)
-    steps: list[Step] = [Stop(services, worker), Record(services, worker, SLEEPING)]
-    if "idle_s" in op.params:
-        steps.append(Notify(services, worker, op.params))
+    params = SleepParams.of(op.params)
+    worker = params.name
+    steps: list[Step] = [Stop(services, worker), Record(services, worker, WorkerPhase.SLEEPING)]
+    if params.idle_s is not None:
+        steps.append(Notify(services, worker, idle_s=params.idle_s))
     return steps
 
 
 def wake_steps(services: Services, op: Operation) -> Sequence[Step]:
     """A wake for a mention (``missed`` in the params) ends pointing the worker at what it missed."""
-    worker = worker_of(op)
-    steps: list[Step] = [Start(services, worker), Ready(services, worker), Record(services, worker, RUNNING)]
-    if "missed" in op.params:
-        steps.append(Notify(services, worker, op.params))
+    params = WakeParams.of(op.params)
+    worker = params.name
+    steps: list[Step] = [Start(services, worker), Ready(services, worker),
+                         Record(services, worker, WorkerPhase.RUNNING)]
+    if params.missed is not None:
+        steps.append(Notify(services, worker, missed=params.missed))
     return steps
 
 
@@ -250,35 +231,35 @@ def repair_steps(services: Services, op: Operation) -> Sequence[Step]:
     """Recreate a runtime that vanished behind our back, from the worker's recorded spec, and put it
     back in its recorded state (``state`` in the params): the drift reconciler's repair. An update
     would not do: it recreates a missing runtime stopped, as an update keeps the running state."""
-    worker, params = worker_of(op), op.params
-    if "image" not in params:
-        raise PermanentError("a repair needs the worker's full spec")
-    if params.get("state") == SLEEPING:
-        return [Runtime(services, worker, params), Stop(services, worker), Record(services, worker, SLEEPING)]
-    return [Runtime(services, worker, params), Ready(services, worker), Record(services, worker, RUNNING)]
-
-
-FLOWS: dict[str, Callable[[Services, Operation], Sequence[Step]]] = {
-    CREATE: create_steps, SLEEP: sleep_steps, WAKE: wake_steps, REPAIR: repair_steps,
-}
-
-
-def register_worker_flows(engine: Engine, services: Services) -> None:
-    """Teach the engine the worker operations, bound to ``services``."""
-    for kind, make in {**FLOWS, UPDATE: update_steps}.items():
-        engine.register(kind, partial(make, services))
-    engine.register(DELETE, partial(delete_steps, services), supersedes_failed=True)
+    params = full_spec(op, "a repair")
+    worker = params.name
+    if params.state is WorkerPhase.SLEEPING:
+        return [Runtime(services, worker, params), Stop(services, worker),
+                Record(services, worker, WorkerPhase.SLEEPING)]
+    return [Runtime(services, worker, params), Ready(services, worker), Record(services, worker, WorkerPhase.RUNNING)]
 
 
 def update_steps(services: Services, op: Operation) -> Sequence[Step]:
-    worker, params = worker_of(op), op.params
-    if "image" not in params or "model" not in params:
-        raise PermanentError("an update needs the worker's full spec")
+    params = full_spec(op, "an update")
+    worker = params.name
     return [
-        Mark(services, worker, UPDATING),
-        StorageIdentity(services, worker, params),
-        Config(services, worker, params),
+        Mark(services, worker, WorkerPhase.UPDATING),
+        StorageIdentity(services, worker, params.team),
+        WriteConfig(services, worker, params),
         Update(services, worker, params),
         ReadyUnlessAsleep(services, worker),
         Restore(services, worker, params),
     ]
+
+
+FLOWS: dict[str, tuple[Callable[[Services, Operation], Sequence[Step]], Callable[[Mapping[str, Any]], object]]] = {
+    CREATE: (create_steps, WorkerParams.of), UPDATE: (update_steps, WorkerParams.of),
+    REPAIR: (repair_steps, WorkerParams.of), SLEEP: (sleep_steps, SleepParams.of), WAKE: (wake_steps, WakeParams.of),
+}
+
+
+def register_worker_flows(engine: Engine, services: Services) -> None:
+    """Teach the engine the worker operations, bound to ``services``, each with its params' parser."""
+    for kind, (make, parse) in FLOWS.items():
+        engine.register(kind, partial(make, services), parse=parse)
+    engine.register(DELETE, partial(delete_steps, services), supersedes_failed=True, parse=WorkerParams.of)

@@ -25,9 +25,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from hiclaw_bot.types import RoomId, TeamName, UserId, WorkerName
+from hiclaw_bot.types import Role, RoomId, TeamName, UserId, WorkerName
 
 __all__ = [
     "AGENTS_MD",
@@ -37,7 +37,6 @@ __all__ = [
     "SOUL_MD",
     "McpServer",
     "RenderedFiles",
-    "Role",
     "TeamMember",
     "WorkerConfigSpec",
     "gateway_auth_token",
@@ -53,8 +52,6 @@ PROVIDER = "hiclaw-gateway"
 GATEWAY_PORT = 18800
 _TOKEN_CONTEXT = b"hiclaw-bot/openclaw-gateway-token/v1"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
-Role = Literal["worker", "team_leader"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,7 @@ class WorkerConfigSpec:
     gateway_url: str
     gateway_key: str = field(repr=False)
     mcp_servers: tuple[McpServer, ...] = ()
-    role: Role = "worker"
+    role: Role = Role.WORKER
     team: TeamName | None = None
     team_members: tuple[TeamMember, ...] = ()
     """For a team leader: the members it coordinates."""
@@ -107,9 +104,9 @@ class WorkerConfigSpec:
             raise ValueError("two MCP servers share a name")
         if not self.model or not self.allowed_senders:
             raise ValueError("a worker needs a model and at least one allowed sender")
-        if self.role == "team_leader" and self.team is None:
+        if self.role == Role.TEAM_LEADER and self.team is None:
             raise ValueError("a team leader needs a team")
-        if self.team_members and self.role != "team_leader":
+        if self.team_members and self.role != Role.TEAM_LEADER:
             raise ValueError("only a team leader has team members")
         if not 1024 <= self.gateway_port <= 65535:
             raise ValueError("the worker's gateway port must be between 1024 and 65535")
@@ -233,7 +230,7 @@ def _mcporter(spec: WorkerConfigSpec) -> dict[str, Any]:
 
 
 def _agents_md(spec: WorkerConfigSpec) -> str:
-    role = "the team leader of" if spec.role == "team_leader" else "a worker of"
+    role = "the team leader of" if spec.role == Role.TEAM_LEADER else "a worker of"
     team = f" team **{spec.team}**" if spec.team else " the HiClaw platform"
     lines = [
         f"# {spec.worker}",
@@ -250,7 +247,7 @@ def _agents_md(spec: WorkerConfigSpec) -> str:
         "- Take instructions only from: " + ", ".join(f"`{s}`" for s in _sorted_unique(spec.allowed_senders)) + ".",
         "- In group rooms, answer only when you are mentioned.",
     ]
-    if spec.role == "team_leader":
+    if spec.role == Role.TEAM_LEADER:
         lines += ["", "## Your team", "", "| worker | Matrix user | room |", "|---|---|---|"]
         lines += [f"| {m.name} | `{m.user_id}` | `{m.room_id}` |"
                   for m in sorted(set(spec.team_members), key=lambda m: (m.name, m.user_id, m.room_id))]

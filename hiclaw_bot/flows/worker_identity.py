@@ -59,13 +59,13 @@ class StorageIdentity(Step):
 
     name = "storage_identity"
 
-    def __init__(self, services: Services, worker: str, params: Mapping[str, Any],
+    def __init__(self, services: Services, worker: str, team: str | None,
                  *, after: tuple[str, ...] | None = None) -> None:
         self.services = services
         self.worker = worker
         if after is not None:
             self.after = after
-        self.team: str | None = params.get("team")
+        self.team = team
         self.resource = ResourceRef("storage_identity", names.storage_identity(worker))
 
     async def do(self, ctx: StepContext) -> Outcome:

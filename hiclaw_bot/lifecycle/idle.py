@@ -17,6 +17,7 @@ from hiclaw_bot.engine import Clock, Engine, EngineError, describe
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.lifecycle.activity import ActivityTracker
+from hiclaw_bot.types import WorkerPhase
 
 log = logging.getLogger("hiclaw_bot.lifecycle")
 
@@ -47,7 +48,7 @@ class IdleSweeper:
         await self.tracker.flush()
         now = self.clock.wall()
         default = self.services.config.lifecycle.idle_timeout
-        candidates = await self.services.store.workers.idle(now, default, state=flows.RUNNING,
+        candidates = await self.services.store.workers.idle(now, default, state=WorkerPhase.RUNNING,
                                                             subject_prefix=flows.subject(""))
         result = IdleSweep(candidates=len(candidates))
         revived: dict[str, float] = {}

@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from backends import BackendError, WorkerState, WorkerStatus
 from hiclaw_bot.engine import Engine, EngineError, describe
 from hiclaw_bot.flows import worker as flows
+from hiclaw_bot.flows.params import WorkerParams
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker_identity import worker_storage
-from hiclaw_bot.flows.worker_steps import worker_spec
+from hiclaw_bot.flows.worker_runtime import worker_spec
 from hiclaw_bot.lifecycle.report import post_report
+from hiclaw_bot.types import WorkerPhase
 from storage import Worker
 
 log = logging.getLogger("hiclaw_bot.lifecycle")
@@ -72,7 +74,7 @@ def plan(rows: Iterable[Worker], observed: Mapping[str, WorkerStatus], busy: set
     """The findings of one pass; pure, so the policy is tested without any backend."""
     findings: list[Finding] = []
     for row in rows:
-        if row.state not in (flows.RUNNING, flows.SLEEPING) or flows.subject(row.name) in busy:
+        if row.state not in (WorkerPhase.RUNNING, WorkerPhase.SLEEPING) or flows.subject(row.name) in busy:
             continue
         status = observed.get(row.name)
         state = status.state if status is not None else WorkerState.NOT_FOUND
@@ -81,12 +83,12 @@ def plan(rows: Iterable[Worker], observed: Mapping[str, WorkerStatus], busy: set
             findings.append(Finding(row.name, f"the backend cannot tell its state{detail}", None))
         elif state is WorkerState.NOT_FOUND:
             findings.append(Finding(row.name, "its runtime vanished", flows.REPAIR))
-        elif row.state == flows.RUNNING and state in (WorkerState.STOPPED, WorkerState.FAILED):
+        elif row.state == WorkerPhase.RUNNING and state in (WorkerState.STOPPED, WorkerState.FAILED):
             detail = f" ({status.detail})" if status is not None and status.detail else ""
             findings.append(Finding(row.name, f"its runtime {state} behind our back{detail}", flows.WAKE))
-        elif row.state == flows.SLEEPING and state in (WorkerState.RUNNING, WorkerState.STARTING):
+        elif row.state == WorkerPhase.SLEEPING and state in (WorkerState.RUNNING, WorkerState.STARTING):
             findings.append(Finding(row.name, "it runs while it should sleep", flows.SLEEP))
-        elif row.state == flows.RUNNING and status is not None and status.spec_hash is not None:
+        elif row.state == WorkerPhase.RUNNING and status is not None and status.spec_hash is not None:
             wanted = expected_hash(row)
             if wanted is not None and status.spec_hash != wanted:
                 image = f" (runs {status.image}, wants {row.image})" if status.image != row.image else ""
@@ -117,7 +119,7 @@ class Reconciler:
     async def expected_hash(self, row: Worker) -> str | None:
         try:
             storage = await worker_storage(self.services, self.services.store, row.name)
-            return worker_spec(self.services, row.name, _spec_params(row), storage).spec_hash
+            return worker_spec(self.services, row.name, WorkerParams.of(_spec_params(row)), storage).spec_hash
         except (BackendError, EngineError, KeyError, ValueError):
             return None  # a spec we cannot rebuild is not drift we can repair
 

@@ -14,6 +14,7 @@ import logging
 from hiclaw_bot.engine import Engine, EngineError, describe
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.services import Services
+from hiclaw_bot.flows.worker_rules import wakes_on_mention
 from hiclaw_bot.lifecycle.activity import mentioned
 from hiclaw_bot.lifecycle.rooms import RoomIndex, SeenMessage
 
@@ -41,7 +42,7 @@ class MentionWaker:
             if rooms.users.get(message.sender) == worker or not mentioned(message, worker, domain):
                 continue
             row = await self.services.store.workers.get(worker)
-            if row is None or row.state != flows.SLEEPING:
+            if not wakes_on_mention(row):
                 continue
             missed = {"room_id": message.room_id, "event_id": message.event_id, "sender": message.sender}
             try:

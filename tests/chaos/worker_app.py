@@ -22,7 +22,7 @@ from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.services import Services, open_services
-from hiclaw_bot.types import RoomId
+from hiclaw_bot.types import RoomId, WorkerPhase
 from storage import Store
 
 
@@ -48,7 +48,7 @@ async def main(config_path: str, worker: str, kind: str) -> int:
                 params = await asleep_and_mentioned(engine, services, worker)
             elif kind == "repair":
                 await services.backend.delete(worker)  # the runtime vanishes behind the bot's back
-                params["state"] = flows.RUNNING
+                params["state"] = WorkerPhase.RUNNING
             op_id = (await engine.submit(f"worker.{kind}", flows.subject(worker), params)).op.op_id
         op = await engine.wait(op_id)
         await engine.stop()

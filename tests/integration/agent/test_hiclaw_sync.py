@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from hiclaw_bot.flows.worker_steps import SKILLS
+from hiclaw_bot.flows.skills import SKILLS
 
 SCRIPT = Path(str(SKILLS.joinpath("file-sync", "scripts", "hiclaw-sync.sh")))
 

@@ -17,6 +17,7 @@ from backends.process import ProcessBackend
 from hiclaw_bot.api import ApiState, make_app, serving
 from hiclaw_bot.engine import Done, Engine, FuncStep, Outcome, RetryPolicy, StepContext
 from hiclaw_bot.flows import worker as flows
+from hiclaw_bot.types import WorkerPhase
 from storage import Operation, Store
 
 TOKEN = "test-token-0123456789abcdef0123456789"
@@ -49,8 +50,8 @@ def flip_flows(engine: Engine, gate: asyncio.Event) -> None:
 
         return build
 
-    engine.register(flows.WAKE, flow(flows.RUNNING))
-    engine.register(flows.SLEEP, flow(flows.SLEEPING))
+    engine.register(flows.WAKE, flow(WorkerPhase.RUNNING))
+    engine.register(flows.SLEEP, flow(WorkerPhase.SLEEPING))
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from __future__ import annotations
 import fnmatch
 import logging
 
-from hiclaw_bot.chat.replies import Reply
 from hiclaw_bot.clients.errors import ClientError
 from hiclaw_bot.clients.higress import HigressClient
 from hiclaw_bot.config import Config, HigressConfig
+from hiclaw_bot.types import Refused
 
-log = logging.getLogger("hiclaw_bot.chat.models")
+log = logging.getLogger("hiclaw_bot.flows.models")
 
 
 def _served(model: str, served: list[str]) -> bool:
@@ -26,20 +26,20 @@ def _served(model: str, served: list[str]) -> bool:
                for pattern in served)
 
 
-async def model_refusal(config: Config, gateway: HigressClient | None, model: str) -> Reply | None:
-    """A reply refusing ``model``, or None when it may be used."""
+async def check_model(config: Config, gateway: HigressClient | None, model: str) -> None:
+    """Refuse ``model`` unless it may be used: the one check for a create, a team and an update."""
     allowed = config.quotas.allowed_models
     if allowed:
         if model in allowed:
-            return None
-        return Reply.of(f"Model `{model}` is not allowed here; allowed: {', '.join(allowed)}.")
+            return
+        raise Refused(f"Model `{model}` is not allowed here; allowed: {', '.join(allowed)}.")
     if gateway is None or not isinstance(config.gateway, HigressConfig):
-        return None
+        return
     try:
         served = await gateway.served_models(config.gateway.routes)
     except (ClientError, TimeoutError) as exc:
         log.warning("could not ask the gateway which models it serves: %s", exc)
-        return None
+        return
     if served is None or _served(model, served):
-        return None
-    return Reply.of(f"Model `{model}` is not served by the gateway's AI route; it serves: {', '.join(served)}.")
+        return
+    raise Refused(f"Model `{model}` is not served by the gateway's AI route; it serves: {', '.join(served)}.")
