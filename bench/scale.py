@@ -53,7 +53,8 @@ from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.clients.objectstore import LocalObjectStore
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, EventKind, ProgressEvent
-from hiclaw_bot.flows.services import Services, make_backend
+from hiclaw_bot.app import make_backend
+from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker import register_worker_flows
 from hiclaw_bot.flows.worker_steps import worker_spec
 from hiclaw_bot.lifecycle import Lifecycle

@@ -4,7 +4,7 @@ It knows nothing of Matrix, Docker or HTTP (import-linter keeps it so): flows gi
 gives them the durability contract of ARCHITECTURE §3.
 """
 
-from hiclaw_bot.engine.clock import Clock, FakeClock, SystemClock
+from hiclaw_bot.timing import Clock, FakeClock, SystemClock
 from hiclaw_bot.engine.errors import (
     EngineError,
     InvalidTransition,

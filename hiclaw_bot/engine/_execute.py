@@ -21,7 +21,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from hiclaw_bot.engine.clock import Clock
+from hiclaw_bot.timing import Clock
 from hiclaw_bot.engine.errors import classify, describe, expected, is_gone
 from hiclaw_bot.engine.events import EventBus, EventKind, ProgressEvent
 from hiclaw_bot.engine.faults import BoundaryHook
@@ -134,8 +134,9 @@ class Executor:
             self.emit(op, EventKind.STEP_RETRYING, step=step.name, attempt=state.attempt_number,
                       error=describe(exc) if exc else None, delay=delay)
 
+        policy = step.retry or self.retry
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.max_attempts), wait=self.retry.wait(),
+            stop=stop_after_attempt(policy.max_attempts), wait=policy.wait(),
             retry=retry_if_exception(lambda e: classify(e).transient), sleep=self.clock.sleep,
             before_sleep=before_sleep, reraise=True,
         )
@@ -151,7 +152,7 @@ class Executor:
             verdict = classify(exc)
             reason = describe(exc)
             if verdict.transient:
-                reason = f"gave up after {self.retry.max_attempts} attempts: {reason}"
+                reason = f"gave up after {policy.max_attempts} attempts: {reason}"
             if expected(exc):
                 log.warning("op %s step %s failed: %s", op.op_id, step.name, reason)
             else:  # a bug, not a refusal from outside: keep the traceback for the log, never the chat
@@ -262,8 +263,9 @@ class Executor:
     async def _undo(self, op: Operation, step: Step, output: Mapping[str, Any], *, keep: bool) -> None:
         started = time.perf_counter()
         if not keep:
+            policy = step.retry or self.retry
             retrying = AsyncRetrying(
-                stop=stop_after_attempt(self.retry.max_attempts), wait=self.retry.wait(),
+                stop=stop_after_attempt(policy.max_attempts), wait=policy.wait(),
                 retry=retry_if_exception(lambda e: classify(e).transient), sleep=self.clock.sleep,
                 reraise=True,
             )
