@@ -25,15 +25,13 @@ import builtins
 import functools
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
-import requests.exceptions
 from docker.models.containers import Container
 from docker.types.daemon import CancellableStream
 
@@ -52,16 +50,6 @@ from backends.base import (
     parse_quantity,
     worker_labels,
 )
-from backends.errors import (
-    BackendError,
-    Conflict,
-    ExecTimeout,
-    InvalidSpec,
-    NotFound,
-    TransientBackendError,
-    Unavailable,
-    UpdateFailed,
-)
 from backends.docker_engine import (
     BACKEND,
     check_argv,
@@ -72,6 +60,14 @@ from backends.docker_engine import (
     get_container,
     status_of,
     translated,
+)
+from backends.errors import (
+    BackendError,
+    Conflict,
+    ExecTimeout,
+    InvalidSpec,
+    NotFound,
+    UpdateFailed,
 )
 from backends.policy import DockerPolicy
 

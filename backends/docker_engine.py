@@ -8,14 +8,9 @@ from its attributes, the exit code of an exec, and the named network the workers
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import functools
-import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -23,22 +18,12 @@ import docker
 import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
-from docker.types.daemon import CancellableStream
 
 from backends.base import (
     LABEL_INSTANCE,
     LABEL_SPEC_HASH,
-    LABEL_WORKER,
-    BackendRef,
-    ExecResult,
-    WorkerSpec,
     WorkerState,
     WorkerStatus,
-    check_instance,
-    check_name,
-    object_name,
-    parse_quantity,
-    worker_labels,
 )
 from backends.errors import (
     BackendError,
@@ -48,9 +33,7 @@ from backends.errors import (
     NotFound,
     TransientBackendError,
     Unavailable,
-    UpdateFailed,
 )
-from backends.policy import DockerPolicy
 
 T = TypeVar("T")
 BACKEND = "docker"

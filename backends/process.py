@@ -45,7 +45,6 @@ import psutil
 from backends.base import (
     BackendRef,
     ExecResult,
-    Resources,
     WorkerSpec,
     WorkerState,
     WorkerStatus,
@@ -59,7 +58,6 @@ from backends.envrules import denied_by
 from backends.errors import BackendError, Conflict, ExecTimeout, InvalidSpec, NotFound, UpdateFailed
 from backends.forkserver import ForkServer
 from backends.process_files import (
-    EXEC_OUTPUT_MAX,
     LOG_FILE,
     STATE_FILE,
     exec_output,

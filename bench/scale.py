@@ -43,6 +43,7 @@ from pydantic import SecretStr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hiclaw_bot.api import ApiState, make_app, serving
+from hiclaw_bot.app import make_backend
 from hiclaw_bot.chat import default_registry
 from hiclaw_bot.chat.context import Incoming
 from hiclaw_bot.chat.dispatch import Dispatcher
@@ -53,7 +54,6 @@ from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.clients.objectstore import LocalObjectStore
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, EventKind, ProgressEvent
-from hiclaw_bot.app import make_backend
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker import register_worker_flows
 from hiclaw_bot.flows.worker_steps import worker_spec

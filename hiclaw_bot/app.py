@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backends import WorkerBackend
-
 from hiclaw_bot.api import ApiState, open_api
 from hiclaw_bot.chat import Bot, default_registry
 from hiclaw_bot.chat.audit import register_audit_command
@@ -38,8 +37,8 @@ from hiclaw_bot.clients.matrix_admin import (
 from hiclaw_bot.clients.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from hiclaw_bot.clients.storage_identity import IamIdentities, LocalIdentities, StorageIdentities
 from hiclaw_bot.config import Config, HigressConfig, LocalStorageConfig
-from hiclaw_bot.flows import names
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
+from hiclaw_bot.flows import names
 from hiclaw_bot.flows.gc import register_gc_flow
 from hiclaw_bot.flows.human import register_human_flows
 from hiclaw_bot.flows.services import Services, StrandedWorkers

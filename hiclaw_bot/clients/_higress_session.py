@@ -1,4 +1,4 @@
-"""The Higress console session under :class:`~hiclaw_bot.clients.higress.HigressClient`: one call, its errors, the login.
+"""The Higress console session under :class:`~hiclaw_bot.clients.higress.HigressClient`: a call, its errors, the login.
 
 The session cookie never expires by time; a 401 means the password or the console's secret
 changed. So a call that answers 401/403 logs in again once (initialising a fresh console first)

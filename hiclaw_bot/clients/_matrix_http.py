@@ -29,7 +29,6 @@ from urllib.parse import quote
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from hiclaw_bot.timing import SYSTEM_CLOCK, Backoff, Clock
 from hiclaw_bot.clients.errors import (
     ClientError,
     ConflictError,
@@ -39,6 +38,7 @@ from hiclaw_bot.clients.errors import (
     TransientClientError,
     UnauthorizedError,
 )
+from hiclaw_bot.timing import SYSTEM_CLOCK, Backoff, Clock
 
 logger = logging.getLogger(__name__)
 

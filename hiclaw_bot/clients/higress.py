@@ -22,26 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, Literal
 from urllib.parse import quote
 
-import aiohttp
-
-from hiclaw_bot.timing import SYSTEM_CLOCK, Backoff, Clock
 from hiclaw_bot.clients._higress_session import SYSTEM, ConsoleSession, HigressStats
 from hiclaw_bot.clients.errors import (
-    ClientError,
     ConflictError,
-    InvalidRequestError,
     NotFoundError,
     TransientClientError,
-    UnauthorizedError,
 )
+from hiclaw_bot.timing import SYSTEM_CLOCK, Backoff, Clock
 
 __all__ = ["AiRoute", "ConsumerInUseError", "HigressClient", "HigressStats", "Targets"]
 

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
     model_validator,
 )
 
-from hiclaw_bot.config._base import USER_ID_PATTERN, Duration, Section, http_url
+from hiclaw_bot.config._base import Duration, Section
 
 
 class DockerBackendConfig(Section):

@@ -9,28 +9,21 @@ which is how containers and CI inject credentials without writing them to a file
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 
 from hiclaw_bot.config._base import ENV_PREFIX
 from hiclaw_bot.config.model import Config
 
 
+@dataclass(frozen=True)
 class ConfigIssue:
     path: str
     message: str

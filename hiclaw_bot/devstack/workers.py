@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 
 from backends import NotFound, WorkerBackend, WorkerState
-from hiclaw_bot.config import Config
 from hiclaw_bot.app import make_backend
+from hiclaw_bot.config import Config
 
 log = logging.getLogger("hiclaw_bot.devstack")
 

@@ -107,6 +107,9 @@ class Step:
     """Whether an abort may undo an object that existed before this operation."""
     retry: RetryPolicy | None = None
     """This step's own attempts and backoff (kopf-style, declared on the step); None: the engine's."""
+    timeout: float | None = None
+    """The longest this step keeps retrying transient errors, in seconds on the engine's clock,
+    counted from its first attempt; past it the step fails as when its attempts run out."""
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
         return None
@@ -136,6 +139,7 @@ class FuncStep(Step):
         destroys: bool = False,
         undo_adopted: bool = False,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.name = name
         self._do = do
@@ -146,6 +150,7 @@ class FuncStep(Step):
         self.destroys = destroys
         self.undo_adopted = undo_adopted
         self.retry = retry
+        self.timeout = timeout
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
         return None if self._observe is None else await self._observe(ctx)

@@ -7,25 +7,18 @@ can hand in the same real clients pointed at local servers, and the composition 
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from backends import WorkerBackend
 from hiclaw_bot.clients.higress import HigressClient
 from hiclaw_bot.clients.matrix_admin import (
-    AppServiceRegistration,
     MatrixAdmin,
-    SharedSecretRegistration,
-    TokenRegistration,
 )
-from hiclaw_bot.clients.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
-from hiclaw_bot.clients.storage_identity import IamIdentities, LocalIdentities, StorageIdentities
-from hiclaw_bot.config import Config, HigressConfig, LocalStorageConfig
+from hiclaw_bot.clients.objectstore import ObjectStore
+from hiclaw_bot.clients.storage_identity import LocalIdentities, StorageIdentities
+from hiclaw_bot.config import Config
 from hiclaw_bot.engine import PermanentError
-from hiclaw_bot.flows import names
 from hiclaw_bot.types import UserId
 from storage import Store, Worker
 

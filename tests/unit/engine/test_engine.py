@@ -295,3 +295,40 @@ async def test_a_bug_in_a_step_fails_the_op_without_a_traceback_in_the_error(sto
     assert op.state == "failed"
     assert op.error == "'missing'"
     assert "Traceback" not in (op.error or "")
+
+
+class Patient(Make):
+    """A step that declares its own policy: two attempts, and no more than 2.5 s of retrying."""
+
+    retry = RetryPolicy(max_attempts=2, initial=1, maximum=4, jitter=0)
+
+
+async def test_a_step_declares_its_own_retry_policy(store: Store, world: World, clock: FakeClock) -> None:
+    engine = Engine(store, clock=clock, retry=RetryPolicy(max_attempts=4, initial=1, maximum=4, jitter=0))
+    engine.register("make", lambda op: [Patient(world, "a")])
+    world.faults["a"] = flaky(3)
+    try:
+        op = await run(engine)
+    finally:
+        await engine.stop()
+    assert op.state == "failed"
+    assert op.error is not None
+    assert op.error.startswith("gave up after 2 attempts")
+    assert clock.sleeps == [1]
+
+
+async def test_a_step_timeout_stops_the_retries_on_the_engine_clock(store: Store, world: World,
+                                                                    clock: FakeClock) -> None:
+    engine = Engine(store, clock=clock, retry=RetryPolicy(max_attempts=10, initial=1, maximum=4, jitter=0))
+    step = Make(world, "a")
+    step.timeout = 2.5
+    engine.register("make", lambda op: [step])
+    world.faults["a"] = flaky(9)
+    try:
+        op = await run(engine)
+    finally:
+        await engine.stop()
+    assert op.state == "failed"
+    assert op.error is not None
+    assert op.error.startswith("gave up after 3 attempts")  # failed at 0 s, 1 s and 3 s
+    assert clock.sleeps == [1, 2]
