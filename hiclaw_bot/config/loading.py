@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    ValidationError,
-)
+from pydantic import ValidationError
 
 from hiclaw_bot.config._base import ENV_PREFIX
 from hiclaw_bot.config.model import Config

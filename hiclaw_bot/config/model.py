@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (
-    Field,
-)
+from pydantic import Field
 
 from hiclaw_bot.config._base import Section
 from hiclaw_bot.config.backend import BackendConfig, RuntimesConfig
