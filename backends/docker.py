@@ -25,15 +25,13 @@ import builtins
 import functools
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
-import requests.exceptions
 from docker.models.containers import Container
 from docker.types.daemon import CancellableStream
 
@@ -52,54 +50,33 @@ from backends.base import (
     parse_quantity,
     worker_labels,
 )
+from backends.docker_engine import (
+    BACKEND,
+    check_argv,
+    collect,
+    confinement,
+    ensure_network,
+    exec_exit_code,
+    get_container,
+    status_of,
+    translated,
+)
 from backends.errors import (
     BackendError,
     Conflict,
     ExecTimeout,
     InvalidSpec,
     NotFound,
-    TransientBackendError,
-    Unavailable,
     UpdateFailed,
 )
 from backends.policy import DockerPolicy
 
 T = TypeVar("T")
-BACKEND = "docker"
 NEXT_SUFFIX = ".next"
 _RESERVED_OPTIONS = frozenset({"name", "image", "command", "environment", "labels", "init", "detach",
                                "network_mode", "nano_cpus", "cpu_shares", "mem_limit", "mem_reservation",
                                "user", "security_opt", "cap_drop", "read_only", "pids_limit", "tmpfs",
                                "working_dir"})
-WORKER_USER = "10001:10001"
-"""The worker image's unprivileged user (``docker/worker-agent``); forced whatever the image says."""
-WORK_DIR = "/home/worker"
-PIDS_LIMIT = 256
-_ENGINE_NETWORKS = frozenset({"none", "host", "bridge", "default"})
-
-
-def confinement() -> dict[str, Any]:
-    """What every worker container runs under (fresh each time: the SDK may keep what it is given).
-
-    The agent needs no capability (it binds no low port, owns no file it did not make, changes no
-    uid), so none is kept, and nothing it runs may gain one (``no-new-privileges`` stops setuid
-    binaries). The image cannot be changed from inside: the agent writes to two tmpfs, ``/tmp``
-    and its home (the work directory it starts in); its files of record live in object storage. The pids limit
-    keeps a fork bomb inside its own container.
-    """
-    return {
-        "user": WORKER_USER,
-        "security_opt": ["no-new-privileges:true"],
-        "cap_drop": ["ALL"],
-        "read_only": True,
-        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=64m",  # noqa: S108 -- the container's own tmpfs
-                  WORK_DIR: "rw,nosuid,nodev,size=256m,uid=10001,gid=10001,mode=0700"},
-        "pids_limit": PIDS_LIMIT,
-        "working_dir": WORK_DIR,
-    }
-
-
-_STOPPED_EXIT_CODES = frozenset({0, 137, 143})  # clean exit, or SIGKILL / SIGTERM from a stop
 
 
 class DockerBackend:
@@ -198,7 +175,7 @@ class DockerBackend:
         async with self._lock(name):
             def delete(client: docker.DockerClient) -> None:
                 for cname in (object_name(name), object_name(name) + NEXT_SUFFIX):
-                    container = _get(client, cname)
+                    container = get_container(client, cname)
                     if container is not None:
                         self._owned(container)
                         with suppress(docker.errors.NotFound):
@@ -210,11 +187,11 @@ class DockerBackend:
         container = await self._run(lambda client: self._find(client, name, recover=False))
         if container is None:
             return WorkerStatus(name, WorkerState.NOT_FOUND)
-        return _status_of(name, container.attrs)
+        return status_of(name, container.attrs)
 
     async def exec(self, name: str, argv: Sequence[str], timeout: float) -> ExecResult:  # noqa: ASYNC109
         check_name(BACKEND, name)
-        command = _check_argv(argv)
+        command = check_argv(argv)
         container = await self._run(lambda client: self._require(client, name, recover=False))
         if not container.attrs["State"]["Running"]:
             raise Conflict(BACKEND, f"worker {name} is not running")
@@ -225,7 +202,7 @@ class DockerBackend:
 
         exec_id, stream = await self._run(begin)
         loop = asyncio.get_running_loop()
-        collected = loop.run_in_executor(self._pool, _collect, stream)
+        collected = loop.run_in_executor(self._pool, collect, stream)
         try:
             stdout, stderr = await asyncio.wait_for(asyncio.shield(collected), timeout)
         except TimeoutError:
@@ -233,7 +210,7 @@ class DockerBackend:
             await collected
             raise ExecTimeout(BACKEND, f"command in worker {name} did not finish in {timeout:g}s; "
                                        "Docker cannot cancel it, it runs on until it exits") from None
-        exit_code = await self._run(lambda client: _exit_code(client, exec_id, time.monotonic() + timeout))
+        exit_code = await self._run(lambda client: exec_exit_code(client, exec_id, time.monotonic() + timeout))
         return ExecResult(exit_code, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
     async def logs(self, name: str, tail: int | None = None) -> str:
@@ -254,7 +231,7 @@ class DockerBackend:
             worker = container.labels[LABEL_WORKER]
             if container.name == object_name(worker) or worker not in by_worker:
                 by_worker[worker] = container
-        return [_status_of(worker, by_worker[worker].attrs) for worker in sorted(by_worker)]
+        return [status_of(worker, by_worker[worker].attrs) for worker in sorted(by_worker)]
 
     async def close(self) -> None:
         if self._client is not None:
@@ -272,7 +249,7 @@ class DockerBackend:
             old = self._require(client, name)
             if old.labels.get(LABEL_SPEC_HASH) == spec.spec_hash:
                 return old, None
-            stale = _get(client, cname + NEXT_SUFFIX)
+            stale = get_container(client, cname + NEXT_SUFFIX)
             if stale is not None:
                 stale.remove(force=True)
             try:
@@ -360,10 +337,10 @@ class DockerBackend:
         ``recover`` finishes that update by renaming it: only for calls that hold the worker's lock,
         never while an update of this backend may be between its two steps.
         """
-        container = _get(client, object_name(name))
+        container = get_container(client, object_name(name))
         if container is not None:
             return self._owned(container)
-        pending = _get(client, object_name(name) + NEXT_SUFFIX)
+        pending = get_container(client, object_name(name) + NEXT_SUFFIX)
         if pending is not None and recover:
             self._owned(pending).rename(object_name(name))
             pending.reload()
@@ -390,7 +367,7 @@ class DockerBackend:
     async def _run(self, call: Callable[[docker.DockerClient], T]) -> T:
         client = await self._connect()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(_translated, call, client))
+        return await loop.run_in_executor(self._pool, functools.partial(translated, call, client))
 
     async def _connect(self) -> docker.DockerClient:
         async with self._connecting:
@@ -402,119 +379,10 @@ class DockerBackend:
                     return docker.DockerClient(base_url=self._base_url, **options)
                 def connect_with_network() -> docker.DockerClient:
                     client = connect()
-                    self._ensure_network(client)
+                    ensure_network(client, self._network_mode, self.instance)
                     return client
 
                 loop = asyncio.get_running_loop()
-                self._client = await loop.run_in_executor(self._pool, _translated,
+                self._client = await loop.run_in_executor(self._pool, translated,
                                                           lambda _: connect_with_network(), None)
             return self._client
-
-    def _ensure_network(self, client: docker.DockerClient) -> None:
-        """Create the named network the workers join (a bridge, labelled ours) when it is missing.
-
-        ``none``, ``host``, ``bridge`` and ``default`` are the engine's own and never created; a
-        lost race with another replica shows up as the network existing on the second look.
-        """
-        name = self._network_mode
-        if name in _ENGINE_NETWORKS or name.startswith("container:"):
-            return
-        def exists() -> bool:  # the engine's name filter matches substrings
-            return any(network.name == name for network in client.networks.list(names=[name]))
-
-        if exists():
-            return
-        try:
-            client.networks.create(name, driver="bridge", check_duplicate=True,
-                                   labels={LABEL_INSTANCE: self.instance})
-        except docker.errors.APIError as exc:
-            if not exists():
-                raise BackendError(BACKEND, f"cannot create network {name}: {exc.explanation}") from exc
-
-
-def _translated(call: Callable[[Any], T], client: Any) -> T:
-    """Run ``call`` and turn the SDK's and ``requests``' exceptions into the backend's tree."""
-    try:
-        return call(client)
-    except docker.errors.ImageNotFound as exc:
-        raise BackendError(BACKEND, f"image not found on the engine: {exc.explanation}") from exc
-    except docker.errors.NotFound as exc:
-        raise NotFound(BACKEND, str(exc.explanation)) from exc
-    except docker.errors.APIError as exc:
-        status = exc.status_code or 0
-        if status == 409:
-            raise Conflict(BACKEND, str(exc.explanation)) from exc
-        if status == 429 or status >= 500:
-            raise TransientBackendError(BACKEND, f"engine answered {status}: {exc.explanation}") from exc
-        raise BackendError(BACKEND, f"engine answered {status}: {exc.explanation}") from exc
-    except requests.exceptions.Timeout as exc:
-        raise TransientBackendError(BACKEND, "the engine did not answer in time") from exc
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-        raise Unavailable(BACKEND, f"cannot reach the Docker engine: {type(exc).__name__}") from exc
-
-
-def _get(client: docker.DockerClient, container_name: str) -> Container | None:
-    try:
-        return client.containers.get(container_name)
-    except docker.errors.NotFound:
-        return None
-
-
-def _check_argv(argv: Sequence[str]) -> builtins.list[str]:
-    command = list(argv)
-    if not command or not all(isinstance(arg, str) for arg in command):
-        raise InvalidSpec(BACKEND, "exec needs a non-empty list of strings")
-    return command
-
-
-def _collect(stream: Iterator[tuple[bytes | None, bytes | None]]) -> tuple[bytes, bytes]:
-    stdout, stderr = bytearray(), bytearray()
-    for out, err in stream:
-        stdout += out or b""
-        stderr += err or b""
-    return bytes(stdout), bytes(stderr)
-
-
-def _exit_code(client: docker.DockerClient, exec_id: str, deadline: float) -> int:
-    """The exec's exit code; the engine may report it a moment after the output ends."""
-    while True:
-        info = client.api.exec_inspect(exec_id)
-        if not info["Running"] and info["ExitCode"] is not None:
-            return int(info["ExitCode"])
-        if time.monotonic() >= deadline:
-            raise ExecTimeout(BACKEND, "the command's output ended but it did not exit")
-        time.sleep(0.01)
-
-
-def _status_of(name: str, attrs: Mapping[str, Any]) -> WorkerStatus:
-    state = attrs["State"]
-    status = state["Status"]
-    image = attrs["Config"]["Image"]
-    spec_hash = (attrs["Config"].get("Labels") or {}).get(LABEL_SPEC_HASH)
-    started_at = _parse_time(state.get("StartedAt"))
-    code = state.get("ExitCode")
-    if status == "running":
-        observed, detail = WorkerState.RUNNING, ""
-    elif status == "restarting":
-        observed, detail = WorkerState.STARTING, "restarting"
-    elif status == "created":
-        observed, detail = WorkerState.STOPPED, "created, never started"
-    elif status == "exited" and not state.get("OOMKilled") and code in _STOPPED_EXIT_CODES:
-        observed, detail = WorkerState.STOPPED, f"exited with code {code}"
-    elif status in ("exited", "dead"):
-        oom = " (out of memory)" if state.get("OOMKilled") else ""
-        observed, detail = WorkerState.FAILED, f"exited with code {code}{oom}"
-    elif status == "paused":
-        observed, detail = WorkerState.STOPPED, "paused"
-    else:
-        observed, detail = WorkerState.UNKNOWN, f"container state {status!r}"
-    return WorkerStatus(name, observed, image, spec_hash, started_at, detail)
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    """Docker's RFC 3339 times carry nanoseconds; Python keeps microseconds. Year 1 means never."""
-    if not value or value.startswith("0001-"):
-        return None
-    head, _, fraction = value.rstrip("Z").partition(".")
-    parsed = datetime.fromisoformat(f"{head}.{fraction[:6].ljust(6, '0')}" if fraction else head)
-    return parsed.replace(tzinfo=UTC)

@@ -45,7 +45,6 @@ import psutil
 from backends.base import (
     BackendRef,
     ExecResult,
-    Resources,
     WorkerSpec,
     WorkerState,
     WorkerStatus,
@@ -58,16 +57,20 @@ from backends.confinement import Confinement
 from backends.envrules import denied_by
 from backends.errors import BackendError, Conflict, ExecTimeout, InvalidSpec, NotFound, UpdateFailed
 from backends.forkserver import ForkServer
+from backends.process_files import (
+    LOG_FILE,
+    STATE_FILE,
+    exec_output,
+    last_lines,
+    open_private,
+    read_state,
+    spec_from_json,
+    spec_to_json,
+)
 
 log = logging.getLogger("backends.process")
 
 BACKEND = "process"
-_STATE = "state.json"
-_LOG = "worker.log"
-EXEC_OUTPUT_MAX = 1 << 20
-"""Bytes of an exec's stdout (and of its stderr) kept; the rest is read and dropped, not held."""
-_TAIL_MAX_BYTES = 4 << 20
-"""How far back from the end of a log a tail reads, however long its lines."""
 
 
 class ProcessBackend:
@@ -111,10 +114,10 @@ class ProcessBackend:
             state = await self._load(spec.name)
             if state is None:
                 self._make_dirs(spec.name)
-                self._save(spec.name, {"spec": _spec_to_json(spec), "pid": None})
+                self._save(spec.name, {"spec": spec_to_json(spec), "pid": None})
                 return BackendRef(BACKEND, spec.name, object_name(spec.name), str(self._dir(spec.name)),
                                   spec.spec_hash, adopted=False)
-            found = _spec_from_json(state["spec"]).spec_hash
+            found = spec_from_json(state["spec"]).spec_hash
             if found != spec.spec_hash:
                 if not replace:
                     raise Conflict(BACKEND, f"worker {spec.name} exists with spec hash {found}, "
@@ -129,7 +132,7 @@ class ProcessBackend:
             state = await self._require(name)
             if self._alive(state):
                 return
-            spec = _spec_from_json(state["spec"])
+            spec = spec_from_json(state["spec"])
             state.update(await self._spawn(spec))
             self._save(name, state)
 
@@ -161,7 +164,7 @@ class ProcessBackend:
     async def status(self, name: str) -> WorkerStatus:
         check_name(BACKEND, name)
         try:
-            state = _read_state(self._dir(name))
+            state = read_state(self._dir(name))
         except FileNotFoundError:
             return WorkerStatus(name, WorkerState.NOT_FOUND)
         return await self._status_of(name, state)
@@ -174,7 +177,7 @@ class ProcessBackend:
         state = self._peek(name)
         if not self._alive(state):
             raise Conflict(BACKEND, f"worker {name} is not running")
-        spec = _spec_from_json(state["spec"])
+        spec = spec_from_json(state["spec"])
         try:
             process = await asyncio.create_subprocess_exec(
                 *command, cwd=self._dir(name) / "work", env=self._env(name, spec), stdin=asyncio.subprocess.DEVNULL,
@@ -183,7 +186,7 @@ class ProcessBackend:
         except OSError as exc:  # like a container engine: the command could not be run
             return ExecResult(126, "", f"cannot run {command[0]!r}: {exc.strerror}\n")
         try:
-            stdout, stderr = await asyncio.wait_for(_output(process), timeout)
+            stdout, stderr = await asyncio.wait_for(exec_output(process), timeout)
         except TimeoutError:
             _signal_group(process.pid, signal.SIGKILL)
             await process.wait()
@@ -194,18 +197,18 @@ class ProcessBackend:
     async def logs(self, name: str, tail: int | None = None) -> str:
         check_name(BACKEND, name)
         self._peek(name)
-        log = self._dir(name) / _LOG
+        log = self._dir(name) / LOG_FILE
         if tail is None:
             return await asyncio.to_thread(lambda: log.read_bytes().decode(errors="replace") if log.exists() else "")
         if tail <= 0:
             return ""
-        return await asyncio.to_thread(_last_lines, log, tail)
+        return await asyncio.to_thread(last_lines, log, tail)
 
     async def list(self) -> builtins.list[WorkerStatus]:
         found = []
-        for directory in sorted(self._root.glob(f"*/{_STATE}")):
+        for directory in sorted(self._root.glob(f"*/{STATE_FILE}")):
             with suppress(FileNotFoundError):
-                found.append(await self._status_of(directory.parent.name, _read_state(directory.parent)))
+                found.append(await self._status_of(directory.parent.name, read_state(directory.parent)))
         return found
 
     async def close(self) -> None:
@@ -223,11 +226,11 @@ class ProcessBackend:
             uid, gid = self._confinement.ids(spec.name) if self._confinement is not None else (None, None)
             try:
                 pid = await self._launcher.spawn(env=self._env(spec.name, spec), cwd=directory / "work",
-                                                 log=directory / _LOG, uid=uid, gid=gid)
+                                                 log=directory / LOG_FILE, uid=uid, gid=gid)
                 return self._identify(pid)
             except (BackendError, OSError) as exc:  # the preload is a speed-up: a fresh start still works
                 log.warning("starting worker %s without the launcher: %s", spec.name, exc)
-        with await asyncio.to_thread(open, directory / _LOG, "ab", opener=_private) as output:
+        with await asyncio.to_thread(open, directory / LOG_FILE, "ab", opener=open_private) as output:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *self._command(spec), cwd=directory / "work", env=self._env(spec.name, spec),
@@ -278,13 +281,13 @@ class ProcessBackend:
             await asyncio.sleep(0.02)
 
     async def _update_locked(self, name: str, state: dict[str, Any], spec: WorkerSpec) -> None:
-        if _spec_from_json(state["spec"]).spec_hash == spec.spec_hash:
+        if spec_from_json(state["spec"]).spec_hash == spec.spec_hash:
             return
         if not self._alive(state):
-            state.update({"spec": _spec_to_json(spec), "pid": None})
+            state.update({"spec": spec_to_json(spec), "pid": None})
             self._save(name, state)
             return
-        state["next"] = {**await self._spawn(spec), "spec": _spec_to_json(spec)}
+        state["next"] = {**await self._spawn(spec), "spec": spec_to_json(spec)}
         self._save(name, state)
         await self._wait_while_alive(state["next"], self._settle_seconds)
         pending = state.pop("next")
@@ -307,7 +310,7 @@ class ProcessBackend:
         return child.returncode
 
     async def _status_of(self, name: str, state: Mapping[str, Any]) -> WorkerStatus:
-        spec = _spec_from_json(state["spec"])
+        spec = spec_from_json(state["spec"])
         started = datetime.fromisoformat(state["started_at"]) if state.get("started_at") else None
         if state.get("pid") is None:
             return WorkerStatus(name, WorkerState.STOPPED, spec.image, spec.spec_hash, None, "stopped")
@@ -367,7 +370,7 @@ class ProcessBackend:
     async def _load(self, name: str) -> dict[str, Any] | None:
         """The worker's state, after settling an update a dead bot left half done."""
         try:
-            state = _read_state(self._dir(name))
+            state = read_state(self._dir(name))
         except FileNotFoundError:
             return None
         pending = state.pop("next", None)
@@ -382,7 +385,7 @@ class ProcessBackend:
     def _peek(self, name: str) -> dict[str, Any]:
         """The worker's state as recorded, for calls that change nothing (and so take no lock)."""
         try:
-            return _read_state(self._dir(name))
+            return read_state(self._dir(name))
         except FileNotFoundError:
             raise NotFound(BACKEND, f"worker {name} does not exist") from None
 
@@ -394,7 +397,7 @@ class ProcessBackend:
 
     def _save(self, name: str, state: Mapping[str, Any]) -> None:
         """Replace the state file atomically; it is private to the bot's user."""
-        path = self._dir(name) / _STATE
+        path = self._dir(name) / STATE_FILE
         temporary = path.with_suffix(".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as file:
@@ -402,7 +405,7 @@ class ProcessBackend:
         os.replace(temporary, path)
 
     def _labels(self, state: Mapping[str, Any]) -> dict[str, str]:
-        return worker_labels(_spec_from_json(state["spec"]), self.instance)
+        return worker_labels(spec_from_json(state["spec"]), self.instance)
 
     @asynccontextmanager
     async def _lock(self, name: str) -> AsyncIterator[None]:
@@ -410,65 +413,6 @@ class ProcessBackend:
             yield
 
 
-def _private(path: str, flags: int) -> int:
-    """Open a file the bot alone may read (the log may hold what a worker printed of its secrets)."""
-    return os.open(path, flags, 0o600)
-
-
 def _signal_group(pid: int, signum: int) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-
-
-def _read_state(directory: Path) -> dict[str, Any]:
-    with open(directory / _STATE) as file:
-        state: dict[str, Any] = json.load(file)
-    return state
-
-
-def _spec_to_json(spec: WorkerSpec) -> dict[str, Any]:
-    return {"name": spec.name, "image": spec.image,
-            "command": list(spec.command) if spec.command is not None else None,
-            "env": dict(spec.env), "labels": dict(spec.labels),
-            "resources": spec.resources.as_dict() if spec.resources else None}
-
-
-def _spec_from_json(data: Mapping[str, Any]) -> WorkerSpec:
-    resources = Resources(**data["resources"]) if data.get("resources") else None
-    return WorkerSpec(data["name"], data["image"], data["command"], data["env"], data["labels"], resources)
-
-
-async def _output(process: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
-    """An exec's stdout and stderr, each cut at :data:`EXEC_OUTPUT_MAX` bytes, once it has exited."""
-    assert process.stdout is not None
-    assert process.stderr is not None
-    stdout, stderr, _ = await asyncio.gather(_bounded(process.stdout), _bounded(process.stderr), process.wait())
-    return stdout, stderr
-
-
-async def _bounded(stream: asyncio.StreamReader) -> bytes:
-    kept = bytearray()
-    while chunk := await stream.read(65536):
-        if len(kept) < EXEC_OUTPUT_MAX:
-            kept += chunk[:EXEC_OUTPUT_MAX - len(kept)]
-    return bytes(kept)
-
-
-def _last_lines(path: Path, count: int) -> str:
-    """The last ``count`` lines of a file, read backwards from its end in blocks (never the whole file)."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return ""
-    with handle:
-        end = handle.seek(0, os.SEEK_END)
-        position, data = end, b""
-        while position > 0 and data.count(b"\n") <= count and end - position < _TAIL_MAX_BYTES:
-            step = min(65536, position)
-            position -= step
-            handle.seek(position)
-            data = handle.read(step) + data
-    lines = data.decode(errors="replace").splitlines(keepends=True)
-    if position > 0 and lines:
-        lines = lines[1:]  # the first one is cut
-    return "".join(lines[-count:])

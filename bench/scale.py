@@ -43,6 +43,7 @@ from pydantic import SecretStr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hiclaw_bot.api import ApiState, make_app, serving
+from hiclaw_bot.app import make_backend
 from hiclaw_bot.chat import default_registry
 from hiclaw_bot.chat.context import Incoming
 from hiclaw_bot.chat.dispatch import Dispatcher
@@ -55,7 +56,7 @@ from hiclaw_bot.clients.objectstore import LocalObjectStore
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, EventKind, ProgressEvent
 from hiclaw_bot.flows.params import WorkerParams
-from hiclaw_bot.flows.services import Services, make_backend
+from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker import register_worker_flows
 from hiclaw_bot.flows.worker_runtime import worker_spec
 from hiclaw_bot.lifecycle import Lifecycle

@@ -315,9 +315,8 @@ def gc(config_path: Path, dry_run: bool) -> None:
     """List what no worker or team owns under our names in every system (the orphan sweep's proposal)."""
     from rich.progress import Progress
 
-    from hiclaw_bot.app import bot_token
+    from hiclaw_bot.app import bot_token, open_services
     from hiclaw_bot.flows.inventory import SYSTEMS, Inventory, inventory
-    from hiclaw_bot.flows.services import open_services
 
     if not dry_run:
         errors.print("deleting orphans needs a confirmation: send `!gc` to the bot; here only `gc --dry-run`")

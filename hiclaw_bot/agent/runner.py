@@ -42,6 +42,7 @@ from hiclaw_bot.agent.mentions import Identity, is_edit, mentions, reply_content
 from hiclaw_bot.agent.settings import MatrixSettings, SettingsError, parse_openclaw
 from hiclaw_bot.clients.errors import ClientError
 from hiclaw_bot.clients.objectstore import ObjectStore
+from hiclaw_bot.timing import Backoff, Failures
 from hiclaw_bot.types import EventId, RoomId, UserId, WorkerName
 
 __all__ = ["Agent", "Timing"]
@@ -73,21 +74,6 @@ class Timing:
 
 class _TokenRejected(Exception):
     """The homeserver does not accept the access token (any more)."""
-
-
-class _Backoff:
-    """Doubling waits from 1 s up to a cap, reset by a success."""
-
-    def __init__(self, cap: float) -> None:
-        self._cap = cap
-        self._next = 1.0
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self._cap)
-        return delay
-
-    def reset(self) -> None:
-        self._next = 1.0
 
 
 class _Recent:
@@ -170,7 +156,7 @@ class Agent:
             await client.close()
 
     async def _login(self, client: nio.AsyncClient, settings: MatrixSettings) -> Identity:
-        backoff = _Backoff(self._timing.max_backoff)
+        backoff = Failures(Backoff(first=1.0, cap=self._timing.max_backoff, jitter=0.0))
         while True:
             try:
                 response = await client.whoami()
@@ -197,7 +183,7 @@ class Agent:
 
     async def _serve(self, client: nio.AsyncClient, identity: Identity, settings: MatrixSettings) -> MatrixSettings:
         loop = asyncio.get_running_loop()
-        backoff = _Backoff(self._timing.max_backoff)
+        backoff = Failures(Backoff(first=1.0, cap=self._timing.max_backoff, jitter=0.0))
         next_refresh = loop.time() + self._timing.refresh
         while True:
             if loop.time() >= next_refresh:
@@ -226,7 +212,7 @@ class Agent:
             except NETWORK_ERRORS as exc:
                 await self._pause(backoff, exc)
 
-    async def _pause(self, backoff: _Backoff, exc: BaseException) -> None:
+    async def _pause(self, backoff: Failures, exc: BaseException) -> None:
         delay = backoff.next()
         logger.warning("homeserver unreachable (%s); retrying in %.0f s", type(exc).__name__, delay)
         await asyncio.sleep(delay)

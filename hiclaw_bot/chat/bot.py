@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol
@@ -52,7 +51,8 @@ from hiclaw_bot.chat.registry import Registry
 from hiclaw_bot.chat.replies import JsonDict, relation_to
 from hiclaw_bot.chat.resolve import Resolver
 from hiclaw_bot.config import Config
-from hiclaw_bot.engine import Clock, Engine, SystemClock, describe
+from hiclaw_bot.engine import Engine, describe
+from hiclaw_bot.timing import SYSTEM_CLOCK, Backoff, Clock, Failures
 from hiclaw_bot.types import RoomId, UserId
 from storage import Store
 
@@ -81,21 +81,10 @@ def sync_filter(timeline_limit: int, me: str) -> JsonDict:
     }
 
 
-class Backoff:
-    """Capped exponential waits with jitter: 0.5 s, 1 s, 2 s … 60 s."""
-
-    def __init__(self, first: float = 0.5, cap: float = 60.0) -> None:
-        self.first = first
-        self.cap = cap
-        self.failures = 0
-
-    def next(self, hint: float | None = None) -> float:
-        self.failures += 1
-        base = min(self.cap, self.first * 2.0 ** (self.failures - 1))
-        return max(hint or 0.0, base * random.uniform(0.75, 1.25))
-
-    def reset(self) -> None:
-        self.failures = 0
+SYNC_BACKOFF = Backoff(first=0.5, cap=60.0, jitter=0.25)
+"""Waits between failed syncs: 0.5 s, 1 s, 2 s … 60 s, or longer when the server asks."""
+JOIN_BACKOFF = Backoff(first=0.5, jitter=0.0)
+"""Waits between attempts to join a room the bot was invited to: 0.5 s, 1 s."""
 
 
 class MessageObserver(Protocol):
@@ -131,7 +120,7 @@ class Bot:
         self.sync_timeout = sync_timeout
         self.timeline_limit = timeline_limit
         self.progress_interval = progress_interval
-        self.clock = clock or SystemClock()
+        self.clock = clock or SYSTEM_CLOCK
         self.client: nio.AsyncClient | None = None
         self.hub: ProgressHub | None = None
         self._dispatcher: Dispatcher | None = None
@@ -165,7 +154,7 @@ class Bot:
         try:
             await login(client, account, self.store)
             await self._ensure_display_name(account.display_name)
-            outbox = NioOutbox(client)
+            outbox = NioOutbox(client, clock=self.clock)
             self.hub = ProgressHub(self.engine, self.store, outbox, clock=self.clock, interval=self.progress_interval)
             await self.hub.start()
             self._dispatcher = Dispatcher(config=self.config, store=self.store, engine=self.engine,
@@ -236,7 +225,7 @@ class Bot:
     async def _sync_loop(self, token: str | None) -> None:
         assert self.client is not None
         client = self.client
-        backoff = Backoff()
+        backoff = Failures(SYNC_BACKOFF)
         resumed = token is not None
         filter_ = sync_filter(self.timeline_limit, self.user_id)
         while not self._stopping:
@@ -267,10 +256,10 @@ class Bot:
             token = response.next_batch
             self._ready.set()
 
-    async def _pause(self, backoff: Backoff, problem: str, hint: float | None = None) -> None:
+    async def _pause(self, backoff: Failures, problem: str, hint: float | None = None) -> None:
         delay = backoff.next(hint)
-        log_at = logging.WARNING if backoff.failures <= 3 or backoff.failures % 10 == 0 else logging.DEBUG
-        log.log(log_at, "sync failed (%d in a row): %s; next try in %.1f s", backoff.failures, problem, delay)
+        log_at = logging.WARNING if backoff.count <= 3 or backoff.count % 10 == 0 else logging.DEBUG
+        log.log(log_at, "sync failed (%d in a row): %s; next try in %.1f s", backoff.count, problem, delay)
         await self.clock.sleep(delay)
 
     async def _relogin(self) -> None:
@@ -356,7 +345,7 @@ class Bot:
                 if isinstance(response, nio.JoinResponse):
                     break
                 log.warning("joining %s failed (attempt %d): %s", room_id, attempt + 1, response)
-                await asyncio.sleep(0.5 * 2 ** attempt)
+                await self.clock.sleep(JOIN_BACKOFF.delay(attempt + 1))
             decision = "joined" if isinstance(response, nio.JoinResponse) else "join-failed"
             if decision == "joined":
                 await self._note_join(room_id)

@@ -15,7 +15,6 @@ Only this module and :mod:`hiclaw_bot.chat.bot` know nio's types; the command la
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from hiclaw_bot.chat.context import Incoming
 from hiclaw_bot.chat.replies import JsonDict, SendFailed
 from hiclaw_bot.config import BotAccount
 from hiclaw_bot.engine import describe
+from hiclaw_bot.timing import SYSTEM_CLOCK, Backoff, Clock
 from hiclaw_bot.types import EventId, RoomId, UserId
 from storage import Store
 
@@ -94,20 +94,24 @@ async def _token_works(client: nio.AsyncClient, user_id: str, device_id: str, to
     raise LoginFailed(f"cannot check the token of {user_id}: {getattr(response, 'message', response)}")
 
 
+SEND_BACKOFF = Backoff(first=0.2, cap=5.0, jitter=0.0, hint_cap=5.0)
+"""Waits between attempts to send one message: 0.2 s doubling to 5 s; a rate limit's hint, up to 5 s."""
+
+
 class NioOutbox:
     """Sends with retries of transient failures under the same transaction id."""
 
-    def __init__(self, client: nio.AsyncClient, *, attempts: int = 5, first_wait: float = 0.2,
-                 max_wait: float = 5.0) -> None:
+    def __init__(self, client: nio.AsyncClient, *, attempts: int = 5, backoff: Backoff = SEND_BACKOFF,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.client = client
         self.attempts = attempts
-        self.first_wait = first_wait
-        self.max_wait = max_wait
+        self.backoff = backoff
+        self.clock = clock
 
     async def send(self, room_id: str, content: JsonDict, *, txn_id: str) -> str:
-        wait = self.first_wait
         problem = "not attempted"
         for attempt in range(1, self.attempts + 1):
+            hint: float | None = None
             try:
                 response = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn_id)
             except NETWORK_ERRORS as exc:
@@ -121,10 +125,9 @@ class NioOutbox:
                     raise SendFailed(f"the homeserver refused the message ({status}): {problem}")
                 retry_after = getattr(response, "retry_after_ms", None)
                 if isinstance(retry_after, int):
-                    wait = max(wait, retry_after / 1000)
+                    hint = retry_after / 1000
             if attempt < self.attempts:
-                await asyncio.sleep(min(wait, self.max_wait))
-                wait *= 2
+                await self.clock.sleep(self.backoff.delay(attempt, hint))
         raise SendFailed(f"gave up after {self.attempts} attempts: {problem}")
 
 

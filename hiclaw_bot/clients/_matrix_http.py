@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from hiclaw_bot.clients.errors import (
     ClientError,
@@ -38,6 +38,7 @@ from hiclaw_bot.clients.errors import (
     TransientClientError,
     UnauthorizedError,
 )
+from hiclaw_bot.timing import SYSTEM_CLOCK, Backoff, Clock
 
 logger = logging.getLogger(__name__)
 
@@ -127,19 +128,8 @@ def _retry_after(headers: Mapping[str, str], body: Mapping[str, Any]) -> float |
     return None
 
 
-class _HintedWait:
-    """Exponential backoff with jitter, stretched to the server's ``retry_after`` when it asks for more."""
-
-    def __init__(self, max_wait: float) -> None:
-        self._base = wait_exponential_jitter(multiplier=0.1, max=max_wait, jitter=0.1)
-        self._max_wait = max_wait
-
-    def __call__(self, state: RetryCallState) -> float:
-        wait = float(self._base(state))
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, ClientError) and exc.retry_after is not None:
-            wait = max(wait, exc.retry_after)
-        return min(wait, self._max_wait)
+def _retry_after_of(exc: BaseException) -> float | None:
+    return exc.retry_after if isinstance(exc, ClientError) else None
 
 
 class MatrixHttp:
@@ -149,13 +139,16 @@ class MatrixHttp:
     """
 
     def __init__(self, base_url: str, *, session: aiohttp.ClientSession | None = None,
-                 timeout: float = 10.0, attempts: int = 3, max_wait: float = 5.0) -> None:
+                 timeout: float = 10.0, attempts: int = 3, max_wait: float = 5.0,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._attempts = attempts
         self._max_wait = max_wait
+        self._backoff = Backoff(first=0.1, cap=max_wait, jitter=0.25, hint_cap=max_wait)
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"MatrixHttp({self.base_url!r})"
@@ -193,8 +186,9 @@ class MatrixHttp:
             return await self._once(method, path, token, body, params)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=_HintedWait(self._max_wait),
+            wait=self._backoff.tenacity_wait(_retry_after_of),
             retry=retry_if_exception(self._worth_retrying),
+            sleep=self._clock.sleep,
             reraise=True,
         )
         async for attempt in retrying:

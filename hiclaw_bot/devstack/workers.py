@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 
 from backends import NotFound, WorkerBackend, WorkerState
+from hiclaw_bot.app import make_backend
 from hiclaw_bot.config import Config
-from hiclaw_bot.flows.services import make_backend
 
 log = logging.getLogger("hiclaw_bot.devstack")
 

@@ -4,7 +4,6 @@ It knows nothing of Matrix, Docker or HTTP (import-linter keeps it so): flows gi
 gives them the durability contract of ARCHITECTURE §3.
 """
 
-from hiclaw_bot.engine.clock import Clock, FakeClock, SystemClock
 from hiclaw_bot.engine.errors import (
     EngineError,
     InvalidTransition,
@@ -23,6 +22,7 @@ from hiclaw_bot.engine.retry import RetryPolicy
 from hiclaw_bot.engine.runner import Engine, Submission
 from hiclaw_bot.engine.steps import Done, FuncStep, Outcome, ResourceRef, Skipped, Step, StepContext
 from hiclaw_bot.engine.undo import Remove
+from hiclaw_bot.timing import Clock, FakeClock, SystemClock
 
 __all__ = [
     "BOUNDARIES", "BoundaryHook", "Clock", "Done", "Engine", "EngineError", "EventKind", "FakeClock",

@@ -19,14 +19,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_any
+from tenacity.stop import stop_base
 
-from hiclaw_bot.engine.clock import Clock
 from hiclaw_bot.engine.errors import classify, describe, expected, is_gone
 from hiclaw_bot.engine.events import EventBus, EventKind, ProgressEvent
 from hiclaw_bot.engine.faults import BoundaryHook
 from hiclaw_bot.engine.retry import RetryPolicy
 from hiclaw_bot.engine.steps import Done, Outcome, Skipped, Step, StepContext, dependencies
+from hiclaw_bot.timing import Clock
 from storage import Operation, ResourceState, Statement, Store
 
 log = logging.getLogger("hiclaw_bot.engine")
@@ -39,6 +40,17 @@ class StepFailed(Exception):
         super().__init__(f"{step}: {reason}")
         self.step = step
         self.reason = reason
+
+
+class _Spent(stop_base):
+    """Stop once the engine's clock passes ``deadline`` (tenacity's own ``stop_after_delay`` reads the real one)."""
+
+    def __init__(self, clock: Clock, deadline: float) -> None:
+        self._clock = clock
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._clock.monotonic() >= self._deadline
 
 
 class Executor:
@@ -134,8 +146,9 @@ class Executor:
             self.emit(op, EventKind.STEP_RETRYING, step=step.name, attempt=state.attempt_number,
                       error=describe(exc) if exc else None, delay=delay)
 
+        policy = step.retry or self.retry
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.max_attempts), wait=self.retry.wait(),
+            stop=self._stop(step, policy, started), wait=policy.wait(),
             retry=retry_if_exception(lambda e: classify(e).transient), sleep=self.clock.sleep,
             before_sleep=before_sleep, reraise=True,
         )
@@ -151,7 +164,8 @@ class Executor:
             verdict = classify(exc)
             reason = describe(exc)
             if verdict.transient:
-                reason = f"gave up after {self.retry.max_attempts} attempts: {reason}"
+                tried = retrying.statistics.get("attempt_number", policy.max_attempts)
+                reason = f"gave up after {tried} attempts: {reason}"
             if expected(exc):
                 log.warning("op %s step %s failed: %s", op.op_id, step.name, reason)
             else:  # a bug, not a refusal from outside: keep the traceback for the log, never the chat
@@ -162,6 +176,14 @@ class Executor:
                       calls=self._take_calls(op, step))
             raise StepFailed(step.name, reason) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _stop(self, step: Step, policy: RetryPolicy, started: float) -> stop_base:
+        """Stop after the policy's attempts or, when the step declares a ``timeout``, once it is spent."""
+        attempts = stop_after_attempt(policy.max_attempts)
+        timeout = step.timeout
+        if timeout is None:
+            return attempts
+        return stop_any(attempts, _Spent(self.clock, started + timeout))
 
     async def _attempt(self, op: Operation, step: Step, outputs: dict[str, Mapping[str, Any]],
                        number: int, started: float, spent: list[float]) -> Outcome:
@@ -262,8 +284,9 @@ class Executor:
     async def _undo(self, op: Operation, step: Step, output: Mapping[str, Any], *, keep: bool) -> None:
         started = time.perf_counter()
         if not keep:
+            policy = step.retry or self.retry
             retrying = AsyncRetrying(
-                stop=stop_after_attempt(self.retry.max_attempts), wait=self.retry.wait(),
+                stop=stop_after_attempt(policy.max_attempts), wait=policy.wait(),
                 retry=retry_if_exception(lambda e: classify(e).transient), sleep=self.clock.sleep,
                 reraise=True,
             )

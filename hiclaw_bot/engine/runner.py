@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hiclaw_bot.engine._execute import Executor
-from hiclaw_bot.engine.clock import Clock, SystemClock
 from hiclaw_bot.engine.errors import InvalidTransition, OperationNotFound, SubjectBusy, describe
 from hiclaw_bot.engine.events import EventBus, EventKind, ProgressEvent
 from hiclaw_bot.engine.faults import BoundaryHook
 from hiclaw_bot.engine.retry import RetryPolicy
 from hiclaw_bot.engine.steps import Step
+from hiclaw_bot.timing import Clock, SystemClock
 from storage import Operation, Store, Tx, is_holder_conflict
 
 log = logging.getLogger("hiclaw_bot.engine")

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from hiclaw_bot.engine.retry import RetryPolicy
 from storage import Operation, Secret, Store, token_hex
 
 
@@ -104,6 +105,11 @@ class Step:
     destroys: bool = False
     undo_adopted: bool = False
     """Whether an abort may undo an object that existed before this operation."""
+    retry: RetryPolicy | None = None
+    """This step's own attempts and backoff (kopf-style, declared on the step); None: the engine's."""
+    timeout: float | None = None
+    """The longest this step keeps retrying transient errors, in seconds on the engine's clock,
+    counted from its first attempt; past it the step fails as when its attempts run out."""
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
         return None
@@ -132,6 +138,8 @@ class FuncStep(Step):
         resource: ResourceRef | None = None,
         destroys: bool = False,
         undo_adopted: bool = False,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.name = name
         self._do = do
@@ -141,6 +149,8 @@ class FuncStep(Step):
         self.resource = resource
         self.destroys = destroys
         self.undo_adopted = undo_adopted
+        self.retry = retry
+        self.timeout = timeout
 
     async def observe(self, ctx: StepContext) -> Outcome | None:
         return None if self._observe is None else await self._observe(ctx)

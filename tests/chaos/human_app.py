@@ -20,10 +20,10 @@ import os
 import sys
 from pathlib import Path
 
+from hiclaw_bot.app import open_services
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
 from hiclaw_bot.flows import human as flows
-from hiclaw_bot.flows.services import open_services
 from storage import Store
 
 

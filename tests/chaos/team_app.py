@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hiclaw_bot.app import open_services
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import BoundaryHook, Engine, RetryPolicy
 from hiclaw_bot.flows import team as teams
 from hiclaw_bot.flows import worker as workers
-from hiclaw_bot.flows.services import open_services
 from storage import Operation, Store
 
 POINTS = ("after_intent", "after_call")

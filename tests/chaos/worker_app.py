@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hiclaw_bot.app import open_services
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
 from hiclaw_bot.flows import worker as flows
-from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.services import Services
 from hiclaw_bot.types import RoomId, WorkerPhase
 from storage import Store
 

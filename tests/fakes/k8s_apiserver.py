@@ -30,8 +30,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.k8s_api import KINDS, ApiError, Obj, apply_patch, selector_string
 from tests.fakes.k8s_kubelet import Cluster
-from tests.fakes.k8s_store import KINDS, ApiError, Obj, Store, apply_patch, selector_string, validate_status
+from tests.fakes.k8s_store import Store, validate_status
 
 TOKEN = "fake-token-for-tests"
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.k8s_store import ApiError, Obj, Store, now_rfc3339, parse_label_selector, selector_string
+from tests.fakes.k8s_api import ApiError, Obj, parse_label_selector, selector_string
+from tests.fakes.k8s_store import Store, now_rfc3339
 
 IDLE_COMMAND = ["sh", "-c", "while :; do sleep 3600; done"]
 

@@ -17,9 +17,9 @@ import pytest
 from backends.base import WorkerSpec, WorkerState
 from backends.confinement import Confinement, can_confine
 from backends.process import ProcessBackend
+from hiclaw_bot.app import make_backend
 from hiclaw_bot.cli import config_warnings
 from hiclaw_bot.config import Config
-from hiclaw_bot.flows.services import make_backend
 from storage import Store
 
 pytestmark = pytest.mark.skipif(not can_confine(), reason="confinement needs the bot to run as root")

@@ -13,7 +13,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from backends.docker import DockerBackend
+from backends.docker_engine import ensure_network
 from backends.errors import BackendError
 
 
@@ -50,25 +50,24 @@ class Engine:
 @pytest.mark.parametrize("mode", ["none", "host", "bridge", "default", "container:abc"])
 def test_the_engines_own_networks_are_never_created(mode: str) -> None:
     engine = Engine(Networks())
-    DockerBackend("hiclaw", network_mode=mode)._ensure_network(engine)  # type: ignore[arg-type]
+    ensure_network(engine, mode, "hiclaw")  # type: ignore[arg-type]
     assert engine.networks.created == []
 
 
 def test_a_missing_network_is_created_once_and_labelled() -> None:
     engine = Engine(Networks(names=["hiclaw-net-old"]))  # a name that merely contains ours
-    backend = DockerBackend("team-a", network_mode="hiclaw-net")
-    backend._ensure_network(engine)  # type: ignore[arg-type]
-    backend._ensure_network(engine)  # type: ignore[arg-type]
+    ensure_network(engine, "hiclaw-net", "team-a")  # type: ignore[arg-type]
+    ensure_network(engine, "hiclaw-net", "team-a")  # type: ignore[arg-type]
     assert engine.networks.created == [{"name": "hiclaw-net", "driver": "bridge", "check_duplicate": True,
                                         "labels": {"hiclaw.io/instance": "team-a"}}]
 
 
 def test_losing_the_race_to_create_it_is_fine() -> None:
     engine = Engine(Networks(conflict_from="hiclaw-net"))
-    DockerBackend("hiclaw", network_mode="hiclaw-net")._ensure_network(engine)  # type: ignore[arg-type]
+    ensure_network(engine, "hiclaw-net", "hiclaw")  # type: ignore[arg-type]
 
 
 def test_a_failed_create_says_which_network() -> None:
     engine = Engine(Networks(conflict_from="something-else"))
     with pytest.raises(BackendError, match="cannot create network hiclaw-net"):
-        DockerBackend("hiclaw", network_mode="hiclaw-net")._ensure_network(engine)  # type: ignore[arg-type]
+        ensure_network(engine, "hiclaw-net", "hiclaw")  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from backends.envrules import denied_by
-from backends.process import _last_lines
+from backends.process_files import last_lines
 from hiclaw_bot.chat.grammar import MAX_MESSAGE_CHARS, BotIdentity, command_text, leading_pill, strip_tags
 from hiclaw_bot.config import ApiConfig, WorkerEnvConfig
 from hiclaw_bot.flows.worker_env import refusal
@@ -78,12 +78,12 @@ def test_a_strong_api_token_is_accepted() -> None:
 def test_a_log_tail_reads_the_last_lines(tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
     log.write_text("".join(f"line {i}\n" for i in range(100_000)))
-    assert _last_lines(log, 3) == "line 99997\nline 99998\nline 99999\n"
-    assert _last_lines(log, 1) == "line 99999\n"
-    assert _last_lines(tmp_path / "missing.log", 5) == ""
+    assert last_lines(log, 3) == "line 99997\nline 99998\nline 99999\n"
+    assert last_lines(log, 1) == "line 99999\n"
+    assert last_lines(tmp_path / "missing.log", 5) == ""
     short = tmp_path / "short.log"
     short.write_text("a\nb")
-    assert _last_lines(short, 10) == "a\nb"
+    assert last_lines(short, 10) == "a\nb"
 
 
 def test_the_pill_parse_matches_what_clients_send() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import psutil
 
 from backends import WorkerSpec, WorkerState
+from hiclaw_bot.app import make_backend
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.workers import park, unpark
-from hiclaw_bot.flows.services import make_backend
 
 LOOP = ["sh", "-c", "while true; do sleep 1; done"]
 

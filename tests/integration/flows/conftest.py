@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from hiclaw_bot.app import open_services
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, TokenRegistration
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.engine import Engine, RetryPolicy
-from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker import register_worker_flows
 from storage import Store
 from tests.fixtures.synapse import SynapseEnv, unique

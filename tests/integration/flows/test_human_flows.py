@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from hiclaw_bot.app import open_services
 from hiclaw_bot.chat import default_registry
 from hiclaw_bot.chat.context import Incoming
 from hiclaw_bot.chat.dispatch import Dispatcher
@@ -32,7 +33,7 @@ from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy
 from hiclaw_bot.flows import human as flows
 from hiclaw_bot.flows.human_steps import MEMBERSHIP
-from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.services import Services
 from hiclaw_bot.types import EventId, RoomId, UserId
 from storage import Operation, Store
 from tests.fixtures.smtp import SmtpServer

@@ -11,10 +11,11 @@ import docker
 import pytest
 
 from backends import WorkerState
+from hiclaw_bot.app import open_services
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, RetryPolicy
 from hiclaw_bot.flows import names
-from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker import CREATE, DELETE, SLEEP, UPDATE, WAKE, register_worker_flows, subject
 from tests.fixtures.dockerd import DockerEngine
 from tests.fixtures.synapse import SynapseEnv, unique

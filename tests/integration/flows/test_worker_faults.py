@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import SecretStr
 
+from hiclaw_bot.app import open_services
 from hiclaw_bot.config import S3StorageConfig
 from hiclaw_bot.devstack.seaweed import SeaweedServer
 from hiclaw_bot.engine import Engine, EventKind, ProgressEvent, RetryPolicy
 from hiclaw_bot.flows import names
-from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker import CREATE, register_worker_flows, subject
 from hiclaw_bot.types import UserId
 from tests.fixtures.synapse import SynapseEnv, unique

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from hiclaw_bot.app import open_services
 from hiclaw_bot.chat import Bot, Incoming, default_registry
 from hiclaw_bot.chat.gc import register_gc_command
 from hiclaw_bot.chat.workers import register_worker_commands
@@ -26,7 +27,7 @@ from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.engine import Engine, FakeClock, RetryPolicy
 from hiclaw_bot.flows.gc import register_gc_flow
-from hiclaw_bot.flows.services import Services, open_services
+from hiclaw_bot.flows.services import Services
 from hiclaw_bot.flows.worker import CREATE, register_worker_flows, subject
 from hiclaw_bot.lifecycle import Lifecycle
 from storage import Operation, Store

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from hiclaw_bot.app import open_services
 from hiclaw_bot.config import Config
-from hiclaw_bot.flows.services import StrandedWorkers, open_services
+from hiclaw_bot.flows.services import StrandedWorkers
 from tests.integration.lifecycle.conftest import World
 
 

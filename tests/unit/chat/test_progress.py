@@ -241,17 +241,22 @@ def _error(status: int, retry_after_ms: int | None = None) -> Any:
 
 
 async def test_outbox_retries_with_the_same_transaction_id() -> None:
-    client = FakeNio([aiohttp.ClientConnectionError("reset"), _error(502), _error(429, 10),
+    client = FakeNio([aiohttp.ClientConnectionError("reset"), _error(502), _error(429, 3000),
                       nio.RoomSendResponse("$ok", ROOM)])
-    outbox = NioOutbox(client, first_wait=0.001)
+    clock = FakeClock()
+    outbox = NioOutbox(client, clock=clock)
     assert await outbox.send(ROOM, {"body": "x"}, txn_id="t-1") == "$ok"
     assert client.txn_ids == ["t-1"] * 4
+    assert clock.sleeps == [0.2, 0.4, 3.0]  # doubling, stretched to the rate limit's hint
 
 
 async def test_outbox_gives_up_at_once_on_a_refusal_and_after_retries_on_outages() -> None:
-    refused = NioOutbox(FakeNio([_error(403)]), first_wait=0.001)
+    clock = FakeClock()
+    refused = NioOutbox(FakeNio([_error(403)]), clock=clock)
     with pytest.raises(SendFailed, match="refused"):
         await refused.send(ROOM, {}, txn_id="t")
-    down = NioOutbox(FakeNio([TimeoutError()] * 3), attempts=3, first_wait=0.001)
+    assert clock.sleeps == []
+    down = NioOutbox(FakeNio([TimeoutError()] * 3), attempts=3, clock=clock)
     with pytest.raises(SendFailed, match="gave up after 3 attempts"):
         await down.send(ROOM, {}, txn_id="t")
+    assert clock.sleeps == [0.2, 0.4]

@@ -10,10 +10,11 @@ import aiohttp
 import nio
 import pytest
 
-from hiclaw_bot.chat.bot import Backoff, Bot
+from hiclaw_bot.chat.bot import Bot
 from hiclaw_bot.chat.record import SYNC_KEY
 from hiclaw_bot.config import Config
 from hiclaw_bot.engine import Engine, FakeClock
+from hiclaw_bot.timing import Backoff, Failures
 from storage import Store
 
 
@@ -95,7 +96,7 @@ async def test_a_batch_that_fails_is_not_skipped(bot: Bot, store: Store, monkeyp
 
 
 def test_backoff_is_capped_and_resets() -> None:
-    backoff = Backoff(first=1, cap=8)
+    backoff = Failures(Backoff(first=1, cap=8))
     waits = [backoff.next() for _ in range(8)]
     assert max(waits) <= 8 * 1.25
     assert waits[-1] >= 8 * 0.75

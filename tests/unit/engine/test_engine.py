@@ -295,3 +295,38 @@ async def test_a_bug_in_a_step_fails_the_op_without_a_traceback_in_the_error(sto
     assert op.state == "failed"
     assert op.error == "'missing'"
     assert "Traceback" not in (op.error or "")
+
+
+class Patient(Make):
+    """A step that declares its own policy (kopf-style): two attempts, whatever the engine's."""
+
+    retry = RetryPolicy(max_attempts=2, initial=1, maximum=4, jitter=0)
+
+
+async def run_alone(store: Store, clock: FakeClock, step: Make) -> Operation:
+    """Run ``step`` alone on an engine that would try ten times, and say how the operation ended."""
+    engine = Engine(store, clock=clock, retry=RetryPolicy(max_attempts=10, initial=1, maximum=4, jitter=0))
+    engine.register("make", lambda op: [step])
+    try:
+        return await run(engine)
+    finally:
+        await engine.stop()
+
+
+async def test_a_step_declares_its_own_retry_policy(store: Store, world: World, clock: FakeClock) -> None:
+    world.faults["a"] = flaky(3)
+    op = await run_alone(store, clock, Patient(world, "a"))
+    assert op.state == "failed"
+    assert (op.error or "").startswith("gave up after 2 attempts")
+    assert clock.sleeps == [1]
+
+
+async def test_a_step_timeout_stops_the_retries_on_the_engine_clock(store: Store, world: World,
+                                                                    clock: FakeClock) -> None:
+    step = Make(world, "a")
+    step.timeout = 2.5
+    world.faults["a"] = flaky(9)
+    op = await run_alone(store, clock, step)
+    assert op.state == "failed"
+    assert (op.error or "").startswith("gave up after 3 attempts")  # failed at 0 s, 1 s and 3 s
+    assert clock.sleeps == [1, 2]
