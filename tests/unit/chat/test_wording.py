@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hiclaw_bot.chat.progress import render, render_result
-from hiclaw_bot.chat.wording import PHRASES
+from hiclaw_bot.chat.wording import PHRASES, Phrases, declare
 from storage import Operation
 
 
@@ -58,3 +58,9 @@ def test_the_progress_headline_says_what_is_being_done() -> None:
 def test_an_unknown_kind_keeps_the_engine_words() -> None:
     assert render_result(_op("demo.run", {"name": "x"}, "succeeded"), []).text == \
         "✓ demo.run demo:x (operation 1) succeeded in 1.7 s"
+
+
+def test_a_kind_declared_beside_its_command_speaks_plainly() -> None:
+    declare("demo.spin", Phrases("spinning {name}", "{name} spins", "spun"))
+    said = render_result(_op("demo.spin", {"name": "x"}, "succeeded"), []).text
+    assert said == "✓ x spins — spun in 1.7 s (operation 1)"
