@@ -147,8 +147,8 @@ async def main() -> dict[str, object]:
                 results["docker"] = {"skipped": f"no Docker engine: {exc}"}
                 return results
             try:
-                dockerd.import_busybox("hiclaw-bench/busybox", "1")
-                image = "hiclaw-bench/busybox:1"
+                dockerd.import_busybox("localhost/hiclaw-bench/busybox", "1")
+                image = "localhost/hiclaw-bench/busybox:1"
                 docker_backend = backend.model_copy(update={
                     "kind": "docker", "ready_check": "running", "instance": "bench-docker",
                     "docker": backend.docker.model_copy(update={"host": dockerd.base_url, "network": "none"})})
