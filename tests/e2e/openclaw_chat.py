@@ -21,23 +21,14 @@ from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.types import RoomId
 from tests.fixtures.openclaw import openclaw_install
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import Account, ChatSetup
+from tests.integration.chat.conftest import Account, ChatSetup, gateway_section
 
 
 def openclaw_config(setup: ChatSetup, bot: Account, gateway: HigressConsoleSimulator, tmp: Path,
                     **extra: Any) -> Config:
     """The whole app on the process backend, OpenClaw workers by default, models through the simulator."""
-    return Config.model_validate({
-        "data_dir": str(tmp / "data"),
-        "matrix": {
-            "homeserver": setup.synapse.url, "server_name": setup.synapse.server_name,
-            "bot": {"localpart": bot.user_id[1:].split(":")[0], "password": bot.password},
-            "admins": [setup.admin.user_id],
-            "registration": {"mode": "token", "token": setup.synapse.registration_token},
-        },
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": gateway.gateway_url},
-        "storage": {"kind": "local", "directory": str(tmp / "objects")},
+    return setup.app_config(tmp, bot=bot, **{
+        "gateway": gateway_section(gateway, gateway.gateway_url),
         # Reference agents by their console script: tests elsewhere on a shared machine stop every
         # process with "hiclaw_bot.agent" in its command line.
         "backend": {"kind": "process", "instance": unique("oc"),

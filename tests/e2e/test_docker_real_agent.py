@@ -31,10 +31,10 @@ from hiclaw_bot.devstack.worker_image import CONTRACT
 from hiclaw_bot.flows import names
 from hiclaw_bot.types import RoomId
 from tests.e2e.conftest import AgentImage
-from tests.e2e.test_worker_chat import final_text, server_admin
+from tests.e2e.test_worker_chat import final_text
 from tests.fixtures.dockerd import DockerEngine
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import ChatSetup, ask, talking
+from tests.integration.chat.conftest import ChatSetup, ask, gateway_section, server_admin, talking
 
 pytestmark = pytest.mark.slow
 
@@ -42,17 +42,8 @@ pytestmark = pytest.mark.slow
 def docker_config(setup: ChatSetup, gateway: HigressConsoleSimulator, seaweed: SeaweedServer,
                   dockerd: DockerEngine, image: str, bucket: str, **data: Any) -> dict[str, Any]:
     """The bot's configuration: Docker backend on host networking, the agent's readiness check, S3."""
-    localpart = setup.bot.user_id[1:].split(":")[0]
-    return {
-        "data_dir": str(setup.data_dir / "data"),
-        "matrix": {
-            "homeserver": setup.synapse.url, "server_name": setup.synapse.server_name,
-            "bot": {"localpart": localpart, "password": setup.bot.password},
-            "admins": [setup.admin.user_id],
-            "registration": {"mode": "token", "token": setup.synapse.registration_token},
-        },
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": "http://127.0.0.1:9"},
+    return setup.app_document(setup.data_dir, **{
+        "gateway": gateway_section(gateway),
         "storage": {"kind": "s3", "endpoint": seaweed.endpoint_url, "bucket": bucket,
                     "access_key": seaweed.access_key, "secret_key": seaweed.secret_key, "region": seaweed.region},
         "backend": {"kind": "docker", "instance": unique("e2e"), "default_image": image, "ready_check": "agent",
@@ -60,7 +51,7 @@ def docker_config(setup: ChatSetup, gateway: HigressConsoleSimulator, seaweed: S
         "lifecycle": {"ready_timeout": "60s"},
         "api": {"enabled": False},
         **data,
-    }
+    })
 
 
 @dataclass

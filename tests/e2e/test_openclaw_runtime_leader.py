@@ -17,9 +17,9 @@ import pytest
 from hiclaw_bot.app import running
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from tests.e2e.openclaw_chat import answer_from, join, mention, no_worker_left_behind, openclaw_config
-from tests.e2e.test_worker_chat import final_text, server_admin
+from tests.e2e.test_worker_chat import final_text
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import ChatSetup, ask, talking
+from tests.integration.chat.conftest import ChatSetup, ask, server_admin, talking
 
 MATRIX_START = "[matrix] [default] starting provider"
 

@@ -11,6 +11,7 @@ from backends import WorkerSpec, WorkerState
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.workers import park, unpark
 from hiclaw_bot.flows.services import make_backend
+from tests.fixtures.backends import close_all
 
 LOOP = ["sh", "-c", "while true; do sleep 1; done"]
 
@@ -47,6 +48,4 @@ async def test_stopping_parks_running_workers_and_the_next_start_brings_back_tho
             "awake": WorkerState.RUNNING, "asleep": WorkerState.STOPPED}
         assert await unpark(config) == []  # once: a start after a crash (nothing parked) starts nothing
     finally:
-        for status in await backend.list():
-            await backend.delete(status.name)
-        await backend.close()
+        await close_all(backend)
