@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -25,18 +24,15 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, SharedSecretRegistration
+from hiclaw_bot.devstack.service import free_port
 from hiclaw_bot.devstack.synapse import LocalSynapse
+
+__all__ = ["ChatStack", "bot_process", "chat_stack", "free_port", "pause_background_updates", "percentile", "register"]
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def register(server: LocalSynapse, localpart: str, password: str, *, admin: bool = False) -> str:

@@ -16,7 +16,7 @@ import pytest
 from hiclaw_bot.clients.errors import UnauthorizedError
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, SharedSecretRegistration
 from hiclaw_bot.config import Config
-from hiclaw_bot.devstack.synapse import free_port
+from hiclaw_bot.devstack.service import free_port
 from tests.fixtures.synapse import unique
 from tests.integration.chat.conftest import Account, ChatSetup, register, server_admin, setup
 from tests.integration.chat.conftest import final_text as answer

@@ -7,7 +7,7 @@ import aiohttp
 
 from hiclaw_bot.app import running
 from hiclaw_bot.config import Config
-from hiclaw_bot.devstack.synapse import free_port
+from hiclaw_bot.devstack.service import free_port
 from tests.fixtures.synapse import unique
 from tests.integration.chat.conftest import ChatSetup, ask, setup, talking
 
