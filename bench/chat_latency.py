@@ -16,8 +16,6 @@ bot, are most of the total.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import signal
 import statistics
 import sys
@@ -26,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.chat_stack import ChatStack, bot_process, chat_stack, percentile
+from bench.chat_stack import ChatStack, bench_main, bot_process, chat_stack, percentile
 from hiclaw_bot.chat import Bot
 from hiclaw_bot.chat.say import Conversation
 from hiclaw_bot.config import load_config
@@ -93,8 +91,4 @@ async def main() -> dict[str, float | int | str]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    if sys.argv[1:2] == ["--bot"]:
-        asyncio.run(serve_bot(sys.argv[2]))
-    else:
-        print(json.dumps(asyncio.run(main())))
+    bench_main(main, serve_bot)

@@ -8,11 +8,13 @@ The benches measure the bot as a person meets it, so the bot never shares the pe
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import secrets
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +107,14 @@ async def bot_process(script: str, config_path: Path) -> AsyncIterator[None]:
         if bot.returncode is None:
             bot.terminate()
         await bot.wait()
+
+
+def bench_main(measure: Callable[[], Coroutine[Any, Any, Mapping[str, object]]],
+               serve_bot: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+    """A chat bench's entry point: ``--bot CONFIG`` is the bot's own process; else the bench runs
+    and prints its figures as one JSON object (the last line)."""
+    logging.basicConfig(level=logging.WARNING)
+    if sys.argv[1:2] == ["--bot"]:
+        asyncio.run(serve_bot(sys.argv[2]))
+    else:
+        print(json.dumps(asyncio.run(measure())))

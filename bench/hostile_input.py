@@ -16,8 +16,6 @@ Prints one JSON object (last line): ``worst_parse_ms`` (target ≤ 5), ``healthz
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import secrets
 import signal
 import sys
@@ -29,7 +27,7 @@ import nio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.chat_stack import ChatStack, bot_process, chat_stack, free_port
+from bench.chat_stack import ChatStack, bench_main, bot_process, chat_stack, free_port
 from hiclaw_bot.app import running
 from hiclaw_bot.chat.grammar import MAX_MESSAGE_CHARS, BotIdentity, command_text, parse
 from hiclaw_bot.chat.say import Conversation
@@ -145,8 +143,4 @@ async def main() -> dict[str, float | int]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    if sys.argv[1:2] == ["--bot"]:
-        asyncio.run(serve_bot(sys.argv[2]))
-    else:
-        print(json.dumps(asyncio.run(main())))
+    bench_main(main, serve_bot)
