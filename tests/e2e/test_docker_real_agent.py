@@ -64,15 +64,13 @@ class World:
 
 
 @pytest.fixture
-async def world(setup: ChatSetup, seaweed: SeaweedServer, dockerd: DockerEngine,
+async def world(setup: ChatSetup, seaweed: SeaweedServer, dockerd: DockerEngine, docker_client: docker.DockerClient,
                 worker_image: AgentImage) -> AsyncIterator[World]:
     bot = await server_admin(setup)  # deleting a worker locks its account through the admin API
     setup = ChatSetup(setup.synapse, bot, setup.admin, setup.stranger, setup.data_dir)
     bucket = unique("e2e")
-    client = docker.DockerClient(base_url=dockerd.base_url)
-    async with HigressConsoleSimulator(initialized=True) as gateway, \
-            MatrixAdmin(setup.synapse.url, server_name=setup.synapse.server_name,
-                        access_token=setup.admin.token) as owner:
+    client = docker_client
+    async with HigressConsoleSimulator(initialized=True) as gateway, setup.synapse.client(setup.admin.token) as owner:
         objects = await S3ObjectStore.open(bucket=bucket, endpoint_url=seaweed.endpoint_url,
                                            access_key=seaweed.access_key, secret_key=seaweed.secret_key,
                                            region=seaweed.region)
@@ -84,7 +82,6 @@ async def world(setup: ChatSetup, seaweed: SeaweedServer, dockerd: DockerEngine,
             for container in client.containers.list(all=True, filters={
                     "label": f"hiclaw.io/instance={config.backend.instance}"}):
                 container.remove(force=True)
-            client.close()
 
 
 async def mention_answered(world: World, room_id: RoomId, worker: str, text: str, *, within: float = 30) -> bool:
