@@ -21,6 +21,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.dockerd",
     "tests.fixtures.k8s",
     "tests.fixtures.backends",
+    "tests.fixtures.worker_image",
 ]
 
 

@@ -30,10 +30,10 @@ from hiclaw_bot.devstack.seaweed import SeaweedServer
 from hiclaw_bot.devstack.worker_image import CONTRACT
 from hiclaw_bot.flows import names
 from hiclaw_bot.types import RoomId
-from tests.e2e.conftest import AgentImage
 from tests.e2e.test_worker_chat import final_text
 from tests.fixtures.dockerd import DockerEngine
 from tests.fixtures.synapse import unique
+from tests.fixtures.worker_image import AgentImage
 from tests.integration.chat.conftest import ChatSetup, ask, gateway_section, server_admin, talking
 
 pytestmark = pytest.mark.slow

@@ -23,9 +23,9 @@ from hiclaw_bot.devstack.seaweed import SeaweedServer
 from hiclaw_bot.flows import names
 from tests.chaos.harness import POINTS, child_config, fault, s3_storage
 from tests.chaos.test_worker_create_crashes import run_child
-from tests.e2e.conftest import AgentImage
 from tests.fixtures.dockerd import DockerEngine
 from tests.fixtures.synapse import SynapseEnv, unique
+from tests.fixtures.worker_image import AgentImage
 
 pytestmark = pytest.mark.slow
 
