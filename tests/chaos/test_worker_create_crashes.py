@@ -29,13 +29,13 @@ STEPS = ["secrets", "account", "room", "humans", "gateway_consumer", "gateway_au
          "ready", "record"]
 
 
-def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path) -> None:
+def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path, *,
+                 preload: bool = True) -> None:
+    """Agents are forked from the launcher, as in production (one interpreter start for every
+    agent of the test), unless the test reads an agent's environment from /proc (``preload=False``:
+    a forked agent's shows the launcher's)."""
     path.write_text(json.dumps(child_config(
-        synapse, tmp, gateway,
-        # A fresh interpreter per agent: the update crashes read the agent's environment from /proc,
-        # which a forked (preloaded) agent does not show. tests/integration/backends/test_launcher.py
-        # covers the launcher.
-        backend={"kind": "process", "instance": "crash", "process": {"preload": False}},
+        synapse, tmp, gateway, backend={"kind": "process", "instance": "crash", "process": {"preload": preload}},
         lifecycle={"ready_timeout": "40s"})))
 
 
@@ -48,7 +48,7 @@ async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulato
     """Create the worker first (unless the crash is in the create), run ``worker.<kind>`` until the
     fault kills it at ``step``/``point``, then run it again to completion."""
     config = tmp / "config.json"
-    write_config(config, synapse, gateway, tmp)
+    write_config(config, synapse, gateway, tmp, preload=kind != "update")  # the update reads MOOD from /proc
     await kill_then_finish(config, synapse.admin_token, worker, kind, step, point)
 
 
