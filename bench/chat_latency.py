@@ -16,53 +16,23 @@ bot, are most of the total.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import os
-import secrets
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.chat_stack import ChatStack, bench_main, bot_process, chat_stack, percentile
 from hiclaw_bot.chat import Bot
 from hiclaw_bot.chat.say import Conversation
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin, SharedSecretRegistration
 from hiclaw_bot.config import load_config
-from hiclaw_bot.devstack.synapse import LocalSynapse
 from hiclaw_bot.engine import Engine
 from storage import Store
 
 COMMANDS = 100
 WARMUP = 5
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def register(server: LocalSynapse, localpart: str, password: str, *, admin: bool = False) -> str:
-    registration = SharedSecretRegistration(server.shared_secret, admin=admin)
-    async with MatrixAdmin(server.url, server_name=server.server_name, registration=registration) as client:
-        user = await client.ensure_user(localpart, password)
-    return user.access_token
-
-
-async def pause_background_updates(server: LocalSynapse, admin_token: str) -> None:
-    """A fresh Synapse spends its first minutes on ~60 schema background updates, one a second;
-    they are start-up work of the homeserver, not part of a reply's latency, so they wait."""
-    async with aiohttp.ClientSession() as http, http.post(
-            f"{server.url}/_synapse/admin/v1/background_updates/enabled", json={"enabled": False},
-            headers={"Authorization": f"Bearer {admin_token}"}) as response:
-        response.raise_for_status()
 
 
 async def serve_bot(config_path: str) -> None:
@@ -82,24 +52,10 @@ async def serve_bot(config_path: str) -> None:
     await store.close()
 
 
-def write_config(data: Path, server: LocalSynapse, bot_password: str, admin: str) -> Path:
-    path = data / "config.yaml"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the bot's password
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump({
-            "data_dir": str(data),
-            "matrix": {"homeserver": server.url, "server_name": server.server_name,
-                       "bot": {"password": bot_password}, "admins": [admin],
-                       "registration": {"mode": "token", "token": "unused"}},
-            "storage": {"kind": "local", "directory": str(data / "objects")},
-        }, handle)
-    return path
-
-
-async def measure(server: LocalSynapse, user_id: str, user_token: str, bot_id: str) -> list[tuple[float, float]]:
+async def measure(stack: ChatStack) -> list[tuple[float, float]]:
     """Per command: (ms until the user's send was acknowledged, ms until the answer was seen)."""
-    async with Conversation(server.url, user_id, bot_id) as talk:
-        await talk.login(access_token=user_token)
+    async with Conversation(stack.server.url, stack.user_id, stack.bot_id) as talk:
+        await talk.login(access_token=stack.user_token)
         await talk.open()
         samples: list[tuple[float, float]] = []
         for index in range(WARMUP + COMMANDS):
@@ -116,25 +72,8 @@ async def measure(server: LocalSynapse, user_id: str, user_token: str, bot_id: s
 
 
 async def main() -> dict[str, float | int | str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        async with LocalSynapse(data / "synapse", bcrypt_rounds=4) as server:
-            bot_password, user_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
-            await pause_background_updates(server, await register(server, "hiclaw-bot", bot_password, admin=True))
-            user_token = await register(server, "alice", user_password)
-            user_id, bot_id = f"@alice:{server.server_name}", f"@hiclaw-bot:{server.server_name}"
-            config_path = write_config(data, server, bot_password, user_id)
-            bot = await asyncio.create_subprocess_exec(sys.executable, __file__, "--bot", str(config_path),
-                                                       stdout=asyncio.subprocess.PIPE)
-            try:
-                assert bot.stdout is not None
-                if (await asyncio.wait_for(bot.stdout.readline(), 60)).strip() != b"ready":
-                    raise RuntimeError("the bot did not start")
-                samples = await measure(server, user_id, user_token, bot_id)
-            finally:
-                if bot.returncode is None:
-                    bot.terminate()
-                await bot.wait()
+    async with chat_stack() as stack, bot_process(__file__, stack.write_config()):
+        samples = await measure(stack)
     replies = [reply for _, reply in samples]
     sends = [send for send, _ in samples]
     after_send = [reply - send for send, reply in samples]
@@ -152,8 +91,4 @@ async def main() -> dict[str, float | int | str]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    if sys.argv[1:2] == ["--bot"]:
-        asyncio.run(serve_bot(sys.argv[2]))
-    else:
-        print(json.dumps(asyncio.run(main())))
+    bench_main(main, serve_bot)

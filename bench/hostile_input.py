@@ -16,29 +16,22 @@ Prints one JSON object (last line): ``worst_parse_ms`` (target ≤ 5), ``healthz
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import os
 import secrets
 import signal
-import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import nio
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.chat_latency import pause_background_updates, register
+from bench.chat_stack import ChatStack, bench_main, bot_process, chat_stack, free_port
 from hiclaw_bot.app import running
 from hiclaw_bot.chat.grammar import MAX_MESSAGE_CHARS, BotIdentity, command_text, parse
 from hiclaw_bot.chat.say import Conversation
 from hiclaw_bot.config import load_config
-from hiclaw_bot.devstack.synapse import LocalSynapse
 
 BULK = 60 * 1024
 CAP = MAX_MESSAGE_CHARS
@@ -95,27 +88,6 @@ async def serve_bot(config_path: str) -> None:
         await stopping.wait()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(data: Path, server: LocalSynapse, bot_password: str, admin: str, listen: str) -> Path:
-    path = data / "config.yaml"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the bot's password
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump({
-            "data_dir": str(data),
-            "matrix": {"homeserver": server.url, "server_name": server.server_name,
-                       "bot": {"password": bot_password}, "admins": [admin],
-                       "registration": {"mode": "token", "token": "unused"}},
-            "storage": {"kind": "local", "directory": str(data / "objects")},
-            "api": {"enabled": True, "listen": listen, "token": secrets.token_hex(32)},
-        }, handle)
-    return path
-
-
 async def poll(listen: str, stop: asyncio.Event) -> list[float]:
     samples: list[float] = []
     async with aiohttp.ClientSession() as session:
@@ -128,14 +100,14 @@ async def poll(listen: str, stop: asyncio.Event) -> list[float]:
     return samples
 
 
-async def attack(server: LocalSynapse, user_id: str, user_token: str, bot_id: str, listen: str) -> list[float]:
-    async with Conversation(server.url, user_id, bot_id) as talk:
-        await talk.login(access_token=user_token)
+async def attack(stack: ChatStack, listen: str) -> list[float]:
+    async with Conversation(stack.server.url, stack.user_id, stack.bot_id) as talk:
+        await talk.login(access_token=stack.user_token)
         room = await talk.open()
         stop = asyncio.Event()
         poller = asyncio.create_task(poll(listen, stop))
         try:
-            for body, formatted in hostile(bot_id):
+            for body, formatted in hostile(stack.bot_id):
                 content = {"msgtype": "m.text", "body": body}
                 if formatted is not None:
                     content |= {"format": "org.matrix.custom.html", "formatted_body": formatted}
@@ -153,26 +125,12 @@ async def attack(server: LocalSynapse, user_id: str, user_token: str, bot_id: st
 
 
 async def main() -> dict[str, float | int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        async with LocalSynapse(data / "synapse", bcrypt_rounds=4) as server:
-            bot_password, user_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
-            await pause_background_updates(server, await register(server, "hiclaw-bot", bot_password, admin=True))
-            user_token = await register(server, "alice", user_password)
-            user_id, bot_id = f"@alice:{server.server_name}", f"@hiclaw-bot:{server.server_name}"
-            listen = f"127.0.0.1:{free_port()}"
-            config_path = write_config(data, server, bot_password, user_id, listen)
-            bot = await asyncio.create_subprocess_exec(sys.executable, __file__, "--bot", str(config_path),
-                                                       stdout=asyncio.subprocess.PIPE)
-            try:
-                assert bot.stdout is not None
-                if (await asyncio.wait_for(bot.stdout.readline(), 60)).strip() != b"ready":
-                    raise RuntimeError("the bot did not start")
-                samples = await attack(server, user_id, user_token, bot_id, listen)
-            finally:
-                if bot.returncode is None:
-                    bot.terminate()
-                await bot.wait()
+    listen = f"127.0.0.1:{free_port()}"
+    async with chat_stack() as stack:
+        config = stack.write_config(api={"enabled": True, "listen": listen, "token": secrets.token_hex(32)})
+        async with bot_process(__file__, config):
+            samples = await attack(stack, listen)
+    bot_id = stack.bot_id
     return {
         "messages": len(hostile(bot_id)),
         "message_bytes_max": max(len(b.encode()) + len((f or "").encode()) for b, f in hostile(bot_id)),
@@ -185,8 +143,4 @@ async def main() -> dict[str, float | int]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    if sys.argv[1:2] == ["--bot"]:
-        asyncio.run(serve_bot(sys.argv[2]))
-    else:
-        print(json.dumps(asyncio.run(main())))
+    bench_main(main, serve_bot)

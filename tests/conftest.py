@@ -9,8 +9,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
+
+from tests.fixtures.processes import processes_under, stop
 
 pytest_plugins: list[str] = [
     "tests.fixtures.common",
@@ -19,6 +20,8 @@ pytest_plugins: list[str] = [
     "tests.fixtures.smtp",
     "tests.fixtures.dockerd",
     "tests.fixtures.k8s",
+    "tests.fixtures.backends",
+    "tests.fixtures.worker_image",
 ]
 
 
@@ -42,24 +45,7 @@ def _workers_may_pass_through_tmp_path(request: pytest.FixtureRequest) -> None:
 def stop_processes_under(root: Path) -> None:
     """Stop what still runs with its working directory under ``root``: workers a test left behind
     (their runtimes outlive the bot by design), whichever way they were started, and only those."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid != os.getpid() and Path(proc.cwd()).is_relative_to(root):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    for proc in found:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            continue
-    _, alive = psutil.wait_procs(found, timeout=5)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            continue
+    stop(processes_under(root))
 
 
 @pytest.fixture(autouse=True)

@@ -40,8 +40,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 from openapi_core import OpenAPI
@@ -49,6 +48,7 @@ from openapi_core.datatypes import RequestParameters
 from openapi_core.validation.response.exceptions import MissingData
 
 from hiclaw_bot.devstack.model_gateway import ModelGateway
+from hiclaw_bot.devstack.service import Service, listen
 
 __all__ = [
     "DEFAULT_AI_ROUTES",
@@ -397,7 +397,7 @@ SIM_MODELS = ("qwen-max", "qwen-plus", "qwen-turbo")
 Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
 
 
-class HigressConsoleSimulator:
+class HigressConsoleSimulator(Service):
     """The Higress console on ``127.0.0.1:<random port>``: ``async with HigressConsoleSimulator() as sim``.
 
     ``initialized=False`` mimics a fresh console, on which ``/system/init`` must precede a login;
@@ -460,12 +460,7 @@ class HigressConsoleSimulator:
     async def start(self) -> None:
         app = web.Application(middlewares=[self._middleware])
         self._add_routes(app.router)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await listen(app)
         logger.info("Higress console simulator listening on %s", self.url)
         await self.models.start()
 
@@ -474,14 +469,6 @@ class HigressConsoleSimulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
     # ---- knobs and views for tests
 

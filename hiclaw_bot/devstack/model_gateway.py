@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
+from hiclaw_bot.devstack.service import Service, listen
+
 __all__ = ["ModelCall", "ModelGateway"]
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class ModelCall:
     answer: str = ""
 
 
-class ModelGateway:
+class ModelGateway(Service):
     """OpenAI-compatible ``/v1/models`` and ``/v1/chat/completions`` behind consumer key-auth."""
 
     def __init__(self, authorize: Authorizer, models: Callable[[], Sequence[str]]) -> None:
@@ -62,12 +64,7 @@ class ModelGateway:
         app = web.Application()
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_post("/v1/chat/completions", self._complete)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await listen(app)
         logger.info("gateway simulator data plane listening on %s", self.url)
 
     async def stop(self) -> None:

@@ -19,13 +19,12 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sys
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import aiohttp
+
+from hiclaw_bot.devstack.service import Service, free_ports
 
 __all__ = ["SeaweedServer", "SeaweedStartError", "weed_binary"]
 
@@ -46,16 +45,7 @@ def weed_binary() -> Path:
     return path
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together, so none is handed out twice)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-class SeaweedServer:
+class SeaweedServer(Service):
     """One ``weed mini`` process with its own data directory: ``async with SeaweedServer(dir) as s3``."""
 
     def __init__(self, data_dir: Path, *, access_key: str = "hiclaw", secret_key: str | None = None,
@@ -90,7 +80,7 @@ class SeaweedServer:
         tmp = self.data_dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         # A restart keeps the ports it had: clients and workers have the endpoint.
-        free = self._ports or _free_ports(2 * len(_COMPONENTS))
+        free = self._ports or free_ports(2 * len(_COMPONENTS))
         self._ports = free
         ports = dict(zip(_COMPONENTS, free[:len(_COMPONENTS)], strict=True))
         grpc = dict(zip(_COMPONENTS, free[len(_COMPONENTS):], strict=True))
@@ -143,11 +133,3 @@ class SeaweedServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()

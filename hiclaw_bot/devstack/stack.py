@@ -39,8 +39,7 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import yaml
@@ -49,7 +48,8 @@ from hiclaw_bot.clients.matrix_admin import MatrixAdmin, SharedSecretRegistratio
 from hiclaw_bot.config import Config, load_config
 from hiclaw_bot.devstack.higress_sim import DEFAULT_AI_ROUTES, DEFAULT_PROVIDERS, HigressConsoleSimulator
 from hiclaw_bot.devstack.seaweed import SeaweedServer, weed_binary
-from hiclaw_bot.devstack.synapse import LocalSynapse, free_port
+from hiclaw_bot.devstack.service import Service, free_port
+from hiclaw_bot.devstack.synapse import LocalSynapse
 from hiclaw_bot.types import UserId
 
 __all__ = ["AI_ROUTE", "MCP_SERVERS", "AdminLogin", "LocalStack", "StackError", "docker_host", "read_admin_login"]
@@ -160,7 +160,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-class LocalStack:
+class LocalStack(Service):
     """Synapse, object store and gateway simulator over ``data_dir``; ``async with LocalStack(dir) as stack``.
 
     ``bcrypt_rounds`` goes to Synapse (4 in tests). ``use_seaweed``: True requires SeaweedFS, False
@@ -249,14 +249,6 @@ class LocalStack:
         return "\n".join(lines)
 
     # ---- lifecycle
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Start every service, make the accounts and the token, write ``config.yaml``."""

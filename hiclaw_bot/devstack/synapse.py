@@ -28,13 +28,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 import yaml
 
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, SharedSecretRegistration
+from hiclaw_bot.devstack.service import Service, free_port
 from hiclaw_bot.types import UserId
 
 logger = logging.getLogger(__name__)
@@ -76,13 +76,6 @@ class AppService:
     hs_token: str = field(repr=False)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _port_taken(port: int) -> bool:
     """Whether something listens on ``port``. SO_REUSEADDR as Twisted uses it: a port left in
     TIME_WAIT by our own previous run (a restart) is free for Synapse, and so it is for this probe."""
@@ -95,7 +88,7 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-class LocalSynapse:
+class LocalSynapse(Service):
     """One Synapse process over one data directory.
 
     ``port=None`` picks a free port at each start. ``bcrypt_rounds`` trades password-hash strength
@@ -178,14 +171,6 @@ class LocalSynapse:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
-
-    async def __aenter__(self) -> LocalSynapse:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
     async def register_admin(self, localpart: str, password: str) -> tuple[UserId, str]:
         """A server admin registered with the shared secret, or logged in if it exists: ``(user id, token)``."""

@@ -15,6 +15,7 @@ import aiohttp
 
 from hiclaw_bot.engine import Done, Engine, Outcome, ResourceRef, RetryPolicy, Step, StepContext, hook_from_env
 from storage import Operation, Store
+from tests.chaos.child import report
 
 
 class CreateObject(Step):
@@ -57,8 +58,7 @@ async def main(db_path: str, url: str, names: list[str]) -> int:
         op = await engine.wait(op_id)
         await engine.stop()
     await store.close()
-    print(f"op {op.op_id} {op.state} {op.error or ''}")
-    return 0 if op.state == "succeeded" else 1
+    return report([op])
 
 
 if __name__ == "__main__":

@@ -15,23 +15,17 @@ It exits 0 when every operation it ran succeeded.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-from pathlib import Path
 
-from hiclaw_bot.app import open_services
-from hiclaw_bot.config import Config
-from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
+from hiclaw_bot.engine import hook_from_env
 from hiclaw_bot.flows import human as flows
-from storage import Store
+from tests.chaos.child import child, report
 
 
 async def main(config_path: str, mode: str, humans: list[str]) -> int:
-    config = Config.model_validate(json.loads(Path(config_path).read_text()))  # noqa: ASYNC240 -- once, at start
-    store = await Store.open(config.database_path)
-    engine = Engine(store, boundary_hook=hook_from_env(), retry=RetryPolicy(max_attempts=4, initial=0.05))
-    async with open_services(config, store, bot_token=os.environ["HICLAW_TEST_BOT_TOKEN"]) as services:
+    async with child(config_path, hook_from_env()) as run:
+        engine, services = run.engine, run.services
         flows.register_human_flows(engine, services)
         if mode == "resume":
             op_ids = await engine.start()
@@ -44,12 +38,7 @@ async def main(config_path: str, mode: str, humans: list[str]) -> int:
                 submitted = await engine.submit(f"human.{mode}", flows.subject(name), params, room_id=dm,
                                                 actor=str(services.bot_user_id) if dm else None)
                 op_ids.append(submitted.op.op_id)
-        ops = [await engine.wait(op_id) for op_id in op_ids]
-        await engine.stop()
-    await store.close()
-    for op in ops:
-        print(f"op {op.op_id} {op.subject} {op.state} {op.failed_step or ''} {op.error or ''}")
-    return 0 if all(op.state == "succeeded" for op in ops) else 1
+        return report([await engine.wait(op_id) for op_id in op_ids])
 
 
 if __name__ == "__main__":

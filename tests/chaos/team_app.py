@@ -13,19 +13,17 @@ resuming what the previous run left; it exits 0 once the operation succeeds.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from hiclaw_bot.app import open_services
-from hiclaw_bot.config import Config
-from hiclaw_bot.engine import BoundaryHook, Engine, RetryPolicy
+from hiclaw_bot.engine import BoundaryHook
 from hiclaw_bot.flows import team as teams
 from hiclaw_bot.flows import worker as workers
-from storage import Operation, Store
+from storage import Operation
+from tests.chaos.child import child, report
 
 POINTS = ("after_intent", "after_call")
 LOOP = ["sh", "-c", "while true; do sleep 1; done"]
@@ -45,15 +43,12 @@ def walk(kind: str, markers: Path) -> BoundaryHook:
 
 
 async def main(config_path: str, kind: str, team: str, leader: str, member: str, with_workers: bool) -> int:
-    config = Config.model_validate(json.loads(Path(config_path).read_text()))  # noqa: ASYNC240 -- once, at start
     walk_dir = os.environ.get("HICLAW_TEAM_WALK")
-    store = await Store.open(config.database_path)
     op_kind = workers.DELETE if kind == "member-delete" else f"team.{kind}"
-    engine = Engine(store, boundary_hook=walk(op_kind, Path(walk_dir)) if walk_dir else None,
-                    retry=RetryPolicy(max_attempts=4, initial=0.05))
-    async with open_services(config, store, bot_token=os.environ["HICLAW_TEST_BOT_TOKEN"]) as services:
-        workers.register_worker_flows(engine, services)
-        teams.register_team_flows(engine, services)
+    async with child(config_path, walk(op_kind, Path(walk_dir)) if walk_dir else None) as run:
+        engine, store = run.engine, run.store
+        workers.register_worker_flows(engine, run.services)
+        teams.register_team_flows(engine, run.services)
         await engine.start()
         subject = workers.subject(member) if kind == "member-delete" else teams.subject(team)
         holder = await store.ops.holder(subject)
@@ -71,11 +66,7 @@ async def main(config_path: str, kind: str, team: str, leader: str, member: str,
             else:
                 params["with_workers"] = with_workers
             op_id = (await engine.submit(f"team.{kind}", teams.subject(team), params)).op.op_id
-        op = await engine.wait(op_id)
-        await engine.stop()
-    await store.close()
-    print(f"op {op.op_id} {op.state} {op.failed_step or ''} {op.error or ''}")
-    return 0 if op.state == "succeeded" else 1
+        return report([await engine.wait(op_id)])
 
 
 if __name__ == "__main__":

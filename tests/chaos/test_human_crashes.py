@@ -10,18 +10,14 @@ twice only when the kill fell between the SMTP server's "accepted" and the check
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from hiclaw_bot.clients.errors import UnauthorizedError
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, RoomEvent
@@ -29,46 +25,32 @@ from hiclaw_bot.flows import human as flows
 from hiclaw_bot.flows.human_steps import MEMBERSHIP
 from hiclaw_bot.types import RoomId, UserId
 from storage import Store
+from tests.chaos.harness import POINTS, child_config, fault, run_app
 from tests.fixtures.smtp import SmtpServer
 from tests.fixtures.synapse import SynapseEnv, unique
 
-ROOT = Path(__file__).resolve().parents[2]
 CREATE_STEPS = ["register", "account", "profile", "invites", "workers", "deliver", "record"]
 DELETE_STEPS = ["mark", "remove_invites", "remove_account", "workers", "forget"]
-POINTS = ["after_intent", "after_call"]
 PASSWORD_LINE = re.compile(r"^Password: (\S+)\r?$", re.MULTILINE)
 
 
-async def child(tmp: Path, token: str, mode: str, names: list[str], fault: dict[str, str] | None = None) -> int:
-    env = {**os.environ, **(fault or {}), "HICLAW_TEST_BOT_TOKEN": token, "PYTHONPATH": str(ROOT)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.chaos.human_app", str(tmp / "config.json"), mode, *names, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    if proc.returncode not in (0, -signal.SIGKILL):
-        pytest.fail(f"child {mode} exited {proc.returncode}: {out.decode()[-1500:]}")
-    return proc.returncode
+async def child(tmp: Path, token: str, mode: str, names: list[str], env: dict[str, str] | None = None) -> int:
+    return await run_app("human_app", str(tmp / "config.json"), mode, *names, token=token, env=env)
 
 
 async def kill_each(tmp: Path, token: str, kind: str, cases: dict[str, tuple[str, str]],
                     extra: dict[str, str] | None = None) -> None:
     """One child per boundary, killed there while running its own human's operation."""
     for name, (step, point) in cases.items():
-        fault = {"HICLAW_FAULT": f"kill:{step}:{point}:human.{kind}", "HICLAW_FAULT_MARKER": str(tmp / f"k-{name}"),
-                 **(extra or {})}
-        assert await child(tmp, token, kind, [name], fault) == -signal.SIGKILL, (step, point)
+        kill = {**fault(f"human.{kind}", step, point, tmp / f"k-{name}"), **(extra or {})}
+        assert await child(tmp, token, kind, [name], kill) == -signal.SIGKILL, (step, point)
 
 
 async def prepare(synapse: SynapseEnv, smtp: SmtpServer, tmp: Path) -> list[RoomId]:
     """The config, and team red's room and its worker's room (rows written as the team flows would)."""
-    (tmp / "config.json").write_text(json.dumps({
-        "data_dir": str(tmp / "data"),
-        "matrix": synapse.bot_matrix(),
-        "storage": {"kind": "local", "directory": str(tmp / "objects")},
-        "backend": {"kind": "process", "instance": "crash"},
-        "mail": {"enabled": True, "host": smtp.host, "port": smtp.port, "security": "none"},
-    }))
+    (tmp / "config.json").write_text(json.dumps(child_config(
+        synapse, tmp, backend={"kind": "process", "instance": "crash"},
+        mail={"enabled": True, "host": smtp.host, "port": smtp.port, "security": "none"})))
     async with MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=synapse.admin_token) as bot:
         rooms = [(await bot.ensure_room(unique(kind), name=kind)).room_id for kind in ("team", "worker")]
     (tmp / "data").mkdir()

@@ -11,16 +11,11 @@ Members run ``sh`` with readiness "the process runs", so the walk costs process 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 
-import psutil
 import pytest
 
 from hiclaw_bot.clients.errors import NotFoundError
@@ -31,44 +26,17 @@ from hiclaw_bot.flows import names
 from hiclaw_bot.flows import team as teams
 from hiclaw_bot.types import RoomAlias, RoomId, UserId
 from storage import Operation, Store
-from tests.chaos.team_app import POINTS
+from tests.chaos.harness import POINTS, child_config, run_app
+from tests.fixtures.processes import runtimes
 from tests.fixtures.synapse import SynapseEnv, unique
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-async def gateway() -> AsyncIterator[HigressConsoleSimulator]:
-    async with HigressConsoleSimulator(initialized=True) as sim:
-        yield sim
 
 
 def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path) -> Config:
-    document = {
-        "data_dir": str(tmp / "data"),
-        "matrix": synapse.bot_matrix(),
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": "http://127.0.0.1:9"},
-        "storage": {"kind": "local", "directory": str(tmp / "objects")},
-        "backend": {"kind": "process", "instance": "team-crash", "ready_check": "running"},
-        "lifecycle": {"ready_timeout": "20s"},
-    }
+    document = child_config(synapse, tmp, gateway,
+                            backend={"kind": "process", "instance": "team-crash", "ready_check": "running"},
+                            lifecycle={"ready_timeout": "20s"})
     path.write_text(json.dumps(document))
     return Config.model_validate(document)
-
-
-def runtimes(worker: str) -> list[psutil.Process]:
-    """The worker's runtimes on this machine: processes with its name whose parent is not one (the
-    shell loop's ``sleep`` children inherit the environment too)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("HICLAW_WORKER_NAME") == worker:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    pids = {proc.pid for proc in found}
-    return [proc for proc in found if proc.ppid() not in pids]
 
 
 class Walk:
@@ -80,18 +48,12 @@ class Walk:
         self.argv = [team, leader, member]
 
     async def run(self, kind: str, *extra: str, markers: Path | None = None) -> int:
-        env = {**os.environ, "HICLAW_TEST_BOT_TOKEN": self.synapse.admin_token, "PYTHONPATH": str(ROOT)}
+        env = {}
         if markers is not None:
             markers.mkdir(exist_ok=True)  # noqa: ASYNC240 -- a test directory, once per run
             env["HICLAW_TEAM_WALK"] = str(markers)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.chaos.team_app", str(self.config), kind, *self.argv, *extra, cwd=ROOT,
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode is not None
-        if proc.returncode not in (0, -signal.SIGKILL):
-            pytest.fail(f"child exited {proc.returncode}: {out.decode()[-1500:]}")
-        return proc.returncode
+        return await run_app("team_app", str(self.config), kind, *self.argv, *extra,
+                             token=self.synapse.admin_token, env=env)
 
     async def through_every_boundary(self, kind: str, *extra: str, markers: Path) -> int:
         """Run until success; return how many runs were killed."""
@@ -145,7 +107,8 @@ async def check_created(synapse: SynapseEnv, config: Config, tmp: Path, team: st
         assert (await store.teams.get(team)).state == "Active"  # type: ignore[union-attr]
     finally:
         await store.close()
-    assert (len(runtimes(leader)), len(runtimes(member))) == (1, 1), "one runtime each: none orphaned"
+    counts = len(runtimes(config.data_dir, leader)), len(runtimes(config.data_dir, member))
+    assert counts == (1, 1), "one runtime each: none orphaned"
     return room
 
 
@@ -168,10 +131,10 @@ async def check_deleted(synapse: SynapseEnv, config: Config, tmp: Path, team: st
         await store.close()
     if with_workers:
         assert rows == [None, None]
-        assert [runtimes(w) for w in workers] == [[], []]
+        assert [runtimes(config.data_dir, w) for w in workers] == [[], []]
     else:
         assert [(r.team, r.role) for r in rows if r is not None] == [(None, "worker")] * 2
-        assert [len(runtimes(w)) for w in workers] == [1, 1]
+        assert [len(runtimes(config.data_dir, w)) for w in workers] == [1, 1]
 
 
 @pytest.mark.parametrize("with_workers", [True, False], ids=["with-workers", "keeping-workers"])
@@ -198,7 +161,7 @@ async def test_kill_at_every_boundary_of_a_team_create_and_delete(synapse: Synap
         await check_deleted(synapse, config, tmp_path, team, room, [leader, member], with_workers=with_workers)
     finally:
         for worker in (leader, member):
-            for proc in runtimes(worker):
+            for proc in runtimes(config.data_dir, worker):
                 proc.terminate()
 
 
@@ -228,8 +191,8 @@ async def test_kill_at_every_boundary_of_a_member_delete(synapse: SynapseEnv, ga
             assert [w.name for w in await store.workers.all(team=team)] == [leader]
         finally:
             await store.close()
-        assert (len(runtimes(leader)), runtimes(member)) == (1, [])
+        assert (len(runtimes(config.data_dir, leader)), runtimes(config.data_dir, member)) == (1, [])
     finally:
         for worker in (leader, member):
-            for proc in runtimes(worker):
+            for proc in runtimes(config.data_dir, worker):
                 proc.terminate()

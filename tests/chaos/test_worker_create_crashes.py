@@ -9,16 +9,11 @@ killed bot would be a second one).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from hiclaw_bot.clients.errors import NotFoundError
@@ -26,77 +21,26 @@ from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.flows import names
 from hiclaw_bot.types import RoomAlias, UserId
+from tests.chaos.harness import POINTS, child_config, fault, run_app
+from tests.fixtures.processes import runtimes
 from tests.fixtures.synapse import SynapseEnv, unique
 
-ROOT = Path(__file__).resolve().parents[2]
 STEPS = ["secrets", "account", "room", "humans", "gateway_consumer", "gateway_auth", "config", "skills", "runtime",
          "ready", "record"]
-POINTS = ["after_intent", "after_call"]
 
 
-@pytest.fixture(scope="module")
-async def gateway() -> AsyncIterator[HigressConsoleSimulator]:
-    async with HigressConsoleSimulator(initialized=True) as sim:
-        yield sim
-
-
-def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path) -> None:
-    path.write_text(json.dumps({
-        "data_dir": str(tmp / "data"),
-        "matrix": synapse.bot_matrix(),
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": "http://127.0.0.1:9"},
-        "storage": {"kind": "local", "directory": str(tmp / "objects")},
-        # A fresh interpreter per agent: these tests find a worker's runtimes by the environment in
-        # /proc, which a forked (preloaded) agent does not show. tests/integration/backends/test_launcher.py
-        # covers the launcher.
-        "backend": {"kind": "process", "instance": "crash", "process": {"preload": False}},
-        "lifecycle": {"ready_timeout": "40s"},
-    }))
+def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path, *,
+                 preload: bool = True) -> None:
+    """Agents are forked from the launcher, as in production (one interpreter start for every
+    agent of the test), unless the test reads an agent's environment from /proc (``preload=False``:
+    a forked agent's shows the launcher's)."""
+    path.write_text(json.dumps(child_config(
+        synapse, tmp, gateway, backend={"kind": "process", "instance": "crash", "process": {"preload": preload}},
+        lifecycle={"ready_timeout": "40s"})))
 
 
 async def run_child(config: Path, worker: str, env_extra: dict[str, str], token: str, kind: str = "create") -> int:
-    env = {**os.environ, **env_extra, "HICLAW_TEST_BOT_TOKEN": token, "PYTHONPATH": str(ROOT)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.chaos.worker_app", str(config), worker, kind, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    if proc.returncode not in (0, -signal.SIGKILL):
-        pytest.fail(f"child exited {proc.returncode}: {out.decode()[-1500:]}")
-    return proc.returncode
-
-
-def agent_processes(worker: str | None) -> list[psutil.Process]:
-    """The reference agents running on this machine: ``worker``'s, or all of them."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "hiclaw_bot.agent" in " ".join(proc.info["cmdline"] or []) and \
-                    worker in (None, proc.environ().get("HICLAW_WORKER_NAME")):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def works_under(proc: psutil.Process, root: Path) -> bool:
-    try:
-        return Path(proc.cwd()).is_relative_to(root)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-@pytest.fixture(autouse=True)
-def no_agent_left_behind(tmp_path: Path) -> Iterator[None]:
-    """Whatever a test's workers left running (a failed assertion included) is stopped after it.
-
-    Only the agents working under this test's directory: other agents on the machine (another
-    test run's, a benchmark's, a dev stack's) are none of its business."""
-    yield
-    for proc in agent_processes(None):
-        if works_under(proc, tmp_path):
-            proc.terminate()
+    return await run_app("worker_app", str(config), worker, kind, token=token, env=env_extra)
 
 
 async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp: Path, worker: str,
@@ -104,12 +48,18 @@ async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulato
     """Create the worker first (unless the crash is in the create), run ``worker.<kind>`` until the
     fault kills it at ``step``/``point``, then run it again to completion."""
     config = tmp / "config.json"
-    write_config(config, synapse, gateway, tmp)
-    fault = {"HICLAW_FAULT": f"kill:{step}:{point}:worker.{kind}", "HICLAW_FAULT_MARKER": str(tmp / "killed")}
+    write_config(config, synapse, gateway, tmp, preload=kind != "update")  # the update reads MOOD from /proc
+    await kill_then_finish(config, synapse.admin_token, worker, kind, step, point)
+
+
+async def kill_then_finish(config: Path, token: str, worker: str, kind: str, step: str, point: str) -> None:
+    """With the child's ``config`` written: create the worker first (unless the crash is in the
+    create), run ``worker.<kind>`` until the fault kills it, then run it again to completion."""
+    kill = fault(f"worker.{kind}", step, point, config.parent / "killed")
     if kind != "create":
-        assert await run_child(config, worker, {}, synapse.admin_token) == 0
-    assert await run_child(config, worker, fault, synapse.admin_token, kind) == -signal.SIGKILL
-    assert await run_child(config, worker, fault, synapse.admin_token, kind) == 0
+        assert await run_child(config, worker, {}, token) == 0
+    assert await run_child(config, worker, kill, token, kind) == -signal.SIGKILL
+    assert await run_child(config, worker, kill, token, kind) == 0
 
 
 @pytest.mark.parametrize(("step", "point"), list(itertools.product(STEPS, POINTS)))
@@ -130,7 +80,7 @@ async def test_kill_the_bot_then_restart(synapse: SynapseEnv, gateway: HigressCo
     for route, allowed in gateway.route_allow.items():
         assert allowed.count(consumer) == 1, route
     assert (tmp_path / "objects" / f"agents/{worker}/openclaw.json").exists()
-    assert len(agent_processes(worker)) == 1, "one runtime: none orphaned by the killed bot"
+    assert len(runtimes(tmp_path / "data", worker)) == 1, "one runtime: none orphaned by the killed bot"
 
 
 UPDATE_STEPS = ["mark", "config", "runtime_update", "ready", "restore"]
@@ -143,7 +93,7 @@ async def test_kill_the_bot_during_an_update(synapse: SynapseEnv, gateway: Higre
                                              step: str, point: str) -> None:
     worker = unique("u")
     await crash_then_finish(synapse, gateway, tmp_path, worker, "update", step, point)
-    agents = agent_processes(worker)
+    agents = runtimes(tmp_path / "data", worker)
     assert len(agents) == 1, "one runtime after the update"
     assert agents[0].environ().get("MOOD") == "calm", "and it runs the new spec"
 
@@ -165,7 +115,7 @@ async def test_kill_the_bot_during_a_delete(synapse: SynapseEnv, gateway: Higres
     assert all(consumer not in allowed for allowed in gateway.route_allow.values())
     assert not (tmp_path / "objects" / f"agents/{worker}").exists() or \
         not any((tmp_path / "objects" / f"agents/{worker}").rglob("*.*"))
-    assert agent_processes(worker) == []
+    assert runtimes(tmp_path / "data", worker) == []
 
 
 WAKE_STEPS = ["start", "ready", "record", "notify"]
@@ -177,7 +127,7 @@ async def test_kill_the_bot_during_a_wake_on_mention(synapse: SynapseEnv, gatewa
                                                      tmp_path: Path, step: str, point: str) -> None:
     worker = unique("m")
     await crash_then_finish(synapse, gateway, tmp_path, worker, "wake", step, point)
-    assert len(agent_processes(worker)) == 1, "one runtime, awake"
+    assert len(runtimes(tmp_path / "data", worker)) == 1, "one runtime, awake"
     async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
                            access_token=synapse.admin_token) as admin:
         alias = RoomAlias(names.full_alias(names.worker_room_alias(worker), synapse.server_name))
@@ -193,4 +143,4 @@ async def test_kill_the_bot_during_a_repair(synapse: SynapseEnv, gateway: Higres
                                             step: str, point: str) -> None:
     worker = unique("r")
     await crash_then_finish(synapse, gateway, tmp_path, worker, "repair", step, point)
-    assert len(agent_processes(worker)) == 1, "one runtime again, none twice"
+    assert len(runtimes(tmp_path / "data", worker)) == 1, "one runtime again, none twice"

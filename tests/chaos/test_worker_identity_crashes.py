@@ -8,11 +8,8 @@ The worker's reference agent reads its files with that key, so a create that fin
 
 from __future__ import annotations
 
-import itertools
 import json
-import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,35 +19,23 @@ from hiclaw_bot.clients.storage_identity import IamIdentities
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.devstack.seaweed import SeaweedServer
 from hiclaw_bot.flows import names
-from tests.chaos.test_worker_create_crashes import POINTS, agent_processes, no_agent_left_behind, run_child
+from tests.chaos.harness import POINTS, child_config, s3_storage
+from tests.chaos.test_worker_create_crashes import kill_then_finish
+from tests.fixtures.processes import runtimes
 from tests.fixtures.synapse import SynapseEnv, unique
 
-__all__ = ["no_agent_left_behind"]  # the autouse fixture that stops the agents a test left
-
-CREATE_STEPS = ["storage_identity", "runtime"]
-UPDATE_STEPS = ["storage_identity", "runtime_update"]
-DELETE_STEPS = ["remove_runtime", "remove_storage_identity"]
-
-
-@pytest.fixture(scope="module")
-async def gateway() -> AsyncIterator[HigressConsoleSimulator]:
-    async with HigressConsoleSimulator(initialized=True) as sim:
-        yield sim
+STEPS = {"create": ["storage_identity", "runtime"], "update": ["storage_identity", "runtime_update"],
+         "delete": ["remove_runtime", "remove_storage_identity"]}
+CASES = [(kind, step, point) for kind, steps in STEPS.items() for step in steps for point in POINTS]
 
 
 def write_config(path: Path, synapse: SynapseEnv, gateway: HigressConsoleSimulator, seaweed: SeaweedServer,
                  tmp: Path, bucket: str) -> None:
-    path.write_text(json.dumps({
-        "data_dir": str(tmp / "data"),
-        "matrix": synapse.bot_matrix(),
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": "http://127.0.0.1:9"},
-        "storage": {"kind": "s3", "endpoint": seaweed.endpoint_url, "bucket": bucket,
-                    "access_key": seaweed.access_key, "secret_key": seaweed.secret_key},
+    path.write_text(json.dumps(child_config(
+        synapse, tmp, gateway, storage=s3_storage(seaweed, bucket),
         # fresh interpreters: the agent's key is read from its /proc environment (see the create crashes)
-        "backend": {"kind": "process", "instance": "crash-identity", "process": {"preload": False}},
-        "lifecycle": {"ready_timeout": "40s"},
-    }))
+        backend={"kind": "process", "instance": "crash-identity", "process": {"preload": False}},
+        lifecycle={"ready_timeout": "40s"})))
 
 
 async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulator, seaweed: SeaweedServer,
@@ -59,11 +44,7 @@ async def crash_then_finish(synapse: SynapseEnv, gateway: HigressConsoleSimulato
     bucket = f"crash-{uuid.uuid4().hex[:10]}"
     config = tmp / "config.json"
     write_config(config, synapse, gateway, seaweed, tmp, bucket)
-    fault = {"HICLAW_FAULT": f"kill:{step}:{point}:worker.{kind}", "HICLAW_FAULT_MARKER": str(tmp / "killed")}
-    if kind != "create":
-        assert await run_child(config, worker, {}, synapse.admin_token) == 0
-    assert await run_child(config, worker, fault, synapse.admin_token, kind) == -signal.SIGKILL
-    assert await run_child(config, worker, fault, synapse.admin_token, kind) == 0
+    await kill_then_finish(config, synapse.admin_token, worker, kind, step, point)
     return bucket
 
 
@@ -80,36 +61,24 @@ async def identities_of(seaweed: SeaweedServer, bucket: str, worker: str) -> tup
         observed.access_key if observed else None
 
 
-async def assert_one_identity_in_use(seaweed: SeaweedServer, bucket: str, worker: str) -> None:
+async def assert_one_identity_in_use(seaweed: SeaweedServer, bucket: str, data_dir: Path, worker: str) -> None:
     found, key = await identities_of(seaweed, bucket, worker)
     assert found == [names.storage_identity(worker)], "exactly one identity"
     assert key is not None, "with exactly one key"
-    [agent] = agent_processes(worker)
+    [agent] = runtimes(data_dir, worker)
     given = agent.environ().get(FS_ACCESS_KEY)
     assert given == key, "the runtime holds that key"
     assert given != seaweed.access_key, "and never the bot's master key"
 
 
-@pytest.mark.parametrize(("step", "point"), list(itertools.product(CREATE_STEPS, POINTS)))
-async def test_kill_during_create(synapse: SynapseEnv, gateway: HigressConsoleSimulator, seaweed: SeaweedServer,
-                                  tmp_path: Path, step: str, point: str) -> None:
+@pytest.mark.parametrize(("kind", "step", "point"), CASES)
+async def test_kill_at_the_identity_steps(synapse: SynapseEnv, gateway: HigressConsoleSimulator,
+                                          seaweed: SeaweedServer, tmp_path: Path, kind: str, step: str,
+                                          point: str) -> None:
     worker = unique("i")
-    bucket = await crash_then_finish(synapse, gateway, seaweed, tmp_path, worker, "create", step, point)
-    await assert_one_identity_in_use(seaweed, bucket, worker)
-
-
-@pytest.mark.parametrize(("step", "point"), list(itertools.product(UPDATE_STEPS, POINTS)))
-async def test_kill_during_update(synapse: SynapseEnv, gateway: HigressConsoleSimulator, seaweed: SeaweedServer,
-                                  tmp_path: Path, step: str, point: str) -> None:
-    worker = unique("j")
-    bucket = await crash_then_finish(synapse, gateway, seaweed, tmp_path, worker, "update", step, point)
-    await assert_one_identity_in_use(seaweed, bucket, worker)
-
-
-@pytest.mark.parametrize(("step", "point"), list(itertools.product(DELETE_STEPS, POINTS)))
-async def test_kill_during_delete(synapse: SynapseEnv, gateway: HigressConsoleSimulator, seaweed: SeaweedServer,
-                                  tmp_path: Path, step: str, point: str) -> None:
-    worker = unique("k")
-    bucket = await crash_then_finish(synapse, gateway, seaweed, tmp_path, worker, "delete", step, point)
-    assert await identities_of(seaweed, bucket, worker) == ([], None)
-    assert agent_processes(worker) == []
+    bucket = await crash_then_finish(synapse, gateway, seaweed, tmp_path, worker, kind, step, point)
+    if kind == "delete":
+        assert await identities_of(seaweed, bucket, worker) == ([], None)
+        assert runtimes(tmp_path / "data", worker) == []
+    else:
+        await assert_one_identity_in_use(seaweed, bucket, tmp_path / "data", worker)

@@ -12,26 +12,20 @@ exits 0 when it succeeded.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from hiclaw_bot.app import open_services
-from hiclaw_bot.config import Config
-from hiclaw_bot.engine import Engine, RetryPolicy, hook_from_env
+from hiclaw_bot.engine import Engine, hook_from_env
 from hiclaw_bot.flows import worker as flows
 from hiclaw_bot.flows.services import Services
 from hiclaw_bot.types import RoomId, WorkerPhase
-from storage import Store
+from tests.chaos.child import child, report
 
 
 async def main(config_path: str, worker: str, kind: str) -> int:
-    config = Config.model_validate(json.loads(Path(config_path).read_text()))  # noqa: ASYNC240 -- once, at start
-    store = await Store.open(config.database_path)
-    engine = Engine(store, boundary_hook=hook_from_env(), retry=RetryPolicy(max_attempts=4, initial=0.05))
-    async with open_services(config, store, bot_token=os.environ["HICLAW_TEST_BOT_TOKEN"]) as services:
+    async with child(config_path, hook_from_env()) as run:
+        engine, services, store = run.engine, run.services, run.store
         flows.register_worker_flows(engine, services)
         resumed = await engine.start()
         if resumed:
@@ -51,11 +45,7 @@ async def main(config_path: str, worker: str, kind: str) -> int:
                 await services.backend.delete(worker)  # the runtime vanishes behind the bot's back
                 params["state"] = WorkerPhase.RUNNING
             op_id = (await engine.submit(f"worker.{kind}", flows.subject(worker), params)).op.op_id
-        op = await engine.wait(op_id)
-        await engine.stop()
-    await store.close()
-    print(f"op {op.op_id} {op.state} {op.failed_step or ''} {op.error or ''}")
-    return 0 if op.state == "succeeded" else 1
+        return report([await engine.wait(op_id)])
 
 
 async def asleep_and_mentioned(engine: Engine, services: Services, worker: str) -> dict[str, Any]:

@@ -5,39 +5,33 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import psutil
 import pytest
 
+from hiclaw_bot.app import App, running
+from hiclaw_bot.chat.say import Conversation
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.types import RoomId
 from tests.fixtures.openclaw import openclaw_install
+from tests.fixtures.processes import processes_under, stop, with_descendants
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import Account, ChatSetup
+from tests.integration.chat.conftest import Account, ChatSetup, gateway_section, server_admin, talking
 
 
 def openclaw_config(setup: ChatSetup, bot: Account, gateway: HigressConsoleSimulator, tmp: Path,
                     **extra: Any) -> Config:
     """The whole app on the process backend, OpenClaw workers by default, models through the simulator."""
-    return Config.model_validate({
-        "data_dir": str(tmp / "data"),
-        "matrix": {
-            "homeserver": setup.synapse.url, "server_name": setup.synapse.server_name,
-            "bot": {"localpart": bot.user_id[1:].split(":")[0], "password": bot.password},
-            "admins": [setup.admin.user_id],
-            "registration": {"mode": "token", "token": setup.synapse.registration_token},
-        },
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": gateway.gateway_url},
-        "storage": {"kind": "local", "directory": str(tmp / "objects")},
+    return setup.app_config(tmp, bot=bot, **{
+        "gateway": gateway_section(gateway, gateway.gateway_url),
         # Reference agents by their console script: tests elsewhere on a shared machine stop every
         # process with "hiclaw_bot.agent" in its command line.
         "backend": {"kind": "process", "instance": unique("oc"),
@@ -89,16 +83,25 @@ async def answer_from(setup: ChatSetup, account: Account, room_id: str, sender: 
     raise TimeoutError(f"{sender} did not say {text!r} within {within:.0f}s; it said {said!r}")
 
 
-def workers_of(tmp: Path) -> list[psutil.Process]:
-    """The worker processes whose files are under ``tmp`` (this test's), found by their environment."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("HICLAW_FS_DIR", "").startswith(str(tmp)):
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+@dataclass(frozen=True)
+class OpenClawApp:
+    """The whole app with OpenClaw workers: the setup (its bot a server admin), the gateway
+    simulator, the running app, and the admin talking to the bot."""
+
+    setup: ChatSetup
+    gateway: HigressConsoleSimulator
+    app: App
+    talk: Conversation
+
+
+@asynccontextmanager
+async def openclaw_app(setup: ChatSetup, tmp: Path) -> AsyncIterator[OpenClawApp]:
+    bot = await server_admin(setup)
+    setup = ChatSetup(setup.synapse, bot, setup.admin, setup.stranger, setup.data_dir)
+    async with HigressConsoleSimulator(initialized=True) as gateway:
+        config = openclaw_config(setup, bot, gateway, tmp)
+        async with running(config) as app, talking(setup, setup.admin) as talk:
+            yield OpenClawApp(setup, gateway, app, talk)
 
 
 @pytest.fixture(autouse=True)
@@ -106,11 +109,4 @@ def no_worker_left_behind(tmp_path: Path) -> Iterator[None]:
     """A worker left running by a failed test (the process backend's workers outlive the bot) is
     stopped after it: SIGTERM to the launcher stops OpenClaw; what is left after 10 s is killed."""
     yield
-    processes = workers_of(tmp_path)
-    for process in processes:
-        with suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=10)
-    for process in alive:
-        with suppress(psutil.NoSuchProcess):
-            process.kill()
+    stop(with_descendants(processes_under(tmp_path)), timeout=10)

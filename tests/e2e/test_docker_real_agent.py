@@ -30,11 +30,11 @@ from hiclaw_bot.devstack.seaweed import SeaweedServer
 from hiclaw_bot.devstack.worker_image import CONTRACT
 from hiclaw_bot.flows import names
 from hiclaw_bot.types import RoomId
-from tests.e2e.conftest import AgentImage
-from tests.e2e.test_worker_chat import final_text, server_admin
+from tests.e2e.test_worker_chat import final_text
 from tests.fixtures.dockerd import DockerEngine
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import ChatSetup, ask, talking
+from tests.fixtures.worker_image import AgentImage
+from tests.integration.chat.conftest import ChatSetup, ask, gateway_section, server_admin, talking
 
 pytestmark = pytest.mark.slow
 
@@ -42,17 +42,8 @@ pytestmark = pytest.mark.slow
 def docker_config(setup: ChatSetup, gateway: HigressConsoleSimulator, seaweed: SeaweedServer,
                   dockerd: DockerEngine, image: str, bucket: str, **data: Any) -> dict[str, Any]:
     """The bot's configuration: Docker backend on host networking, the agent's readiness check, S3."""
-    localpart = setup.bot.user_id[1:].split(":")[0]
-    return {
-        "data_dir": str(setup.data_dir / "data"),
-        "matrix": {
-            "homeserver": setup.synapse.url, "server_name": setup.synapse.server_name,
-            "bot": {"localpart": localpart, "password": setup.bot.password},
-            "admins": [setup.admin.user_id],
-            "registration": {"mode": "token", "token": setup.synapse.registration_token},
-        },
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": "http://127.0.0.1:9"},
+    return setup.app_document(setup.data_dir, **{
+        "gateway": gateway_section(gateway),
         "storage": {"kind": "s3", "endpoint": seaweed.endpoint_url, "bucket": bucket,
                     "access_key": seaweed.access_key, "secret_key": seaweed.secret_key, "region": seaweed.region},
         "backend": {"kind": "docker", "instance": unique("e2e"), "default_image": image, "ready_check": "agent",
@@ -60,7 +51,7 @@ def docker_config(setup: ChatSetup, gateway: HigressConsoleSimulator, seaweed: S
         "lifecycle": {"ready_timeout": "60s"},
         "api": {"enabled": False},
         **data,
-    }
+    })
 
 
 @dataclass
@@ -73,15 +64,13 @@ class World:
 
 
 @pytest.fixture
-async def world(setup: ChatSetup, seaweed: SeaweedServer, dockerd: DockerEngine,
+async def world(setup: ChatSetup, seaweed: SeaweedServer, dockerd: DockerEngine, docker_client: docker.DockerClient,
                 worker_image: AgentImage) -> AsyncIterator[World]:
     bot = await server_admin(setup)  # deleting a worker locks its account through the admin API
     setup = ChatSetup(setup.synapse, bot, setup.admin, setup.stranger, setup.data_dir)
     bucket = unique("e2e")
-    client = docker.DockerClient(base_url=dockerd.base_url)
-    async with HigressConsoleSimulator(initialized=True) as gateway, \
-            MatrixAdmin(setup.synapse.url, server_name=setup.synapse.server_name,
-                        access_token=setup.admin.token) as owner:
+    client = docker_client
+    async with HigressConsoleSimulator(initialized=True) as gateway, setup.synapse.client(setup.admin.token) as owner:
         objects = await S3ObjectStore.open(bucket=bucket, endpoint_url=seaweed.endpoint_url,
                                            access_key=seaweed.access_key, secret_key=seaweed.secret_key,
                                            region=seaweed.region)
@@ -93,7 +82,6 @@ async def world(setup: ChatSetup, seaweed: SeaweedServer, dockerd: DockerEngine,
             for container in client.containers.list(all=True, filters={
                     "label": f"hiclaw.io/instance={config.backend.instance}"}):
                 container.remove(force=True)
-            client.close()
 
 
 async def mention_answered(world: World, room_id: RoomId, worker: str, text: str, *, within: float = 30) -> bool:

@@ -21,10 +21,11 @@ from hiclaw_bot.clients.objectstore import S3ObjectStore
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.devstack.seaweed import SeaweedServer
 from hiclaw_bot.flows import names
-from tests.chaos.test_worker_create_crashes import POINTS, run_child
-from tests.e2e.conftest import AgentImage
+from tests.chaos.harness import POINTS, child_config, fault, s3_storage
+from tests.chaos.test_worker_create_crashes import run_child
 from tests.fixtures.dockerd import DockerEngine
 from tests.fixtures.synapse import SynapseEnv, unique
+from tests.fixtures.worker_image import AgentImage
 
 pytestmark = pytest.mark.slow
 
@@ -41,24 +42,17 @@ async def test_kill_the_bot_at_the_runtime_then_restart(
         worker_image: AgentImage, tmp_path: Path, step: str, point: str) -> None:
     worker, bucket, instance = unique("w"), unique("crash"), unique("crash")
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({
-        "data_dir": str(tmp_path / "data"),
-        "matrix": synapse.bot_matrix(),
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": "http://127.0.0.1:9"},
-        "storage": {"kind": "s3", "endpoint": seaweed.endpoint_url, "bucket": bucket,
-                    "access_key": seaweed.access_key, "secret_key": seaweed.secret_key, "region": seaweed.region},
-        "backend": {"kind": "docker", "instance": instance, "ready_check": "agent",
-                    "docker": {"host": dockerd.base_url, "network": "host"}},
-        "lifecycle": {"ready_timeout": "60s"},
-    }))
+    config.write_text(json.dumps(child_config(
+        synapse, tmp_path, gateway, storage=s3_storage(seaweed, bucket),
+        backend={"kind": "docker", "instance": instance, "ready_check": "agent",
+                 "docker": {"host": dockerd.base_url, "network": "host"}},
+        lifecycle={"ready_timeout": "60s"})))
     env = {"HICLAW_TEST_IMAGE": worker_image.tag}
-    fault = {**env, "HICLAW_FAULT": f"kill:{step}:{point}:worker.create",
-             "HICLAW_FAULT_MARKER": str(tmp_path / "killed")}
+    kill = {**env, **fault("worker.create", step, point, tmp_path / "killed")}
     client = docker.DockerClient(base_url=dockerd.base_url)
     try:
-        assert await run_child(config, worker, fault, synapse.admin_token) == -signal.SIGKILL
-        assert await run_child(config, worker, fault, synapse.admin_token) == 0
+        assert await run_child(config, worker, kill, synapse.admin_token) == -signal.SIGKILL
+        assert await run_child(config, worker, kill, synapse.admin_token) == 0
         containers = client.containers.list(all=True, filters={"label": f"hiclaw.io/instance={instance}"})
         assert [c.name for c in containers] == [names.container(worker)], "exactly one container"
         assert containers[0].status == "running"

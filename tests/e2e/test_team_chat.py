@@ -16,9 +16,9 @@ from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN
 from hiclaw_bot.types import RoomAlias
-from tests.e2e.test_worker_chat import account_exists, app_config, final_text, server_admin
+from tests.e2e.test_worker_chat import account_exists, app_config, final_text
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import Account, ChatSetup, ask, talking
+from tests.integration.chat.conftest import Account, ChatSetup, ask, server_admin, talking
 
 LOOP = ["sh", "-c", "while true; do sleep 1; done"]
 

@@ -8,49 +8,21 @@ counter, the homeserver's account list and the backend's worker list prove it at
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 from hiclaw_bot.app import running
-from hiclaw_bot.chat.say import BotMessage
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin, SharedSecretRegistration
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import Account, ChatSetup, ask, talking
-
-
-async def server_admin(setup: ChatSetup) -> Account:
-    """The bot must be a server admin: deleting a worker locks its account through the admin API."""
-    password = unique("pw")
-    registration = SharedSecretRegistration(setup.synapse.shared_secret, admin=True)
-    async with MatrixAdmin(setup.synapse.url, server_name=setup.synapse.server_name,
-                           registration=registration) as client:
-        user = await client.ensure_user(unique("hiclaw"), password)
-    return Account(user.user_id, password, user.access_token)
+from tests.integration.chat.conftest import Account, ChatSetup, ask, final_text, gateway_section, server_admin, talking
 
 
 def app_config(setup: ChatSetup, bot: Account, gateway: HigressConsoleSimulator, tmp: Path) -> Config:
-    return Config.model_validate({
-        "data_dir": str(tmp / "data"),
-        "matrix": {
-            "homeserver": setup.synapse.url, "server_name": setup.synapse.server_name,
-            "bot": {"localpart": bot.user_id[1:].split(":")[0], "password": bot.password},
-            "admins": [setup.admin.user_id],
-            "registration": {"mode": "token", "token": setup.synapse.registration_token},
-        },
-        "gateway": {"kind": "higress", "console_url": gateway.url, "password": gateway.password,
-                    "gateway_url": "http://127.0.0.1:9"},
-        "storage": {"kind": "local", "directory": str(tmp / "objects")},
-        "backend": {"kind": "process", "instance": unique("e2e")},
-        "quotas": {"allowed_models": ["qwen-max", "qwen-plus"], "max_workers": 5},
-        "lifecycle": {"ready_timeout": "40s"},
-        "api": {"enabled": False},
-    })
-
-
-def final_text(answers: Sequence[BotMessage]) -> str:
-    return answers[-1].text if answers else ""
+    return setup.app_config(tmp, bot=bot, gateway=gateway_section(gateway),
+                            backend={"kind": "process", "instance": unique("e2e")},
+                            quotas={"allowed_models": ["qwen-max", "qwen-plus"], "max_workers": 5},
+                            lifecycle={"ready_timeout": "40s"}, api={"enabled": False})
 
 
 async def account_exists(setup: ChatSetup, localpart: str) -> bool:

@@ -6,7 +6,6 @@ that nothing changed at the servers (the victim still logs in, no file appears, 
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,32 +13,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hiclaw_bot.chat.say import BotMessage
 from hiclaw_bot.clients.errors import UnauthorizedError
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, SharedSecretRegistration
 from hiclaw_bot.config import Config
+from hiclaw_bot.devstack.service import free_port
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import Account, ChatSetup, register, setup
+from tests.integration.chat.conftest import Account, ChatSetup, register, server_admin, setup
+from tests.integration.chat.conftest import final_text as answer
 
 __all__ = ["Account", "ChatSetup", "answer", "app_config", "healthz_ms", "logs_in", "register", "secure", "setup"]
 
 API_TOKEN = "security-tests-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def server_admin(setup: ChatSetup) -> Account:
-    """The bot as deployed: a Synapse server admin (the power an account takeover abuses)."""
-    password = unique("pw")
-    registration = SharedSecretRegistration(setup.synapse.shared_secret, admin=True)
-    async with MatrixAdmin(setup.synapse.url, server_name=setup.synapse.server_name,
-                           registration=registration) as client:
-        user = await client.ensure_user(unique("hiclaw"), password)
-    return Account(user.user_id, password, user.access_token)
 
 
 @pytest.fixture
@@ -49,15 +33,7 @@ async def secure(setup: ChatSetup) -> ChatSetup:
 
 
 def app_config(setup: ChatSetup, tmp: Path, **extra: Any) -> Config:
-    return Config.model_validate({
-        "data_dir": str(tmp / "data"),
-        "matrix": {
-            "homeserver": setup.synapse.url, "server_name": setup.synapse.server_name,
-            "bot": {"localpart": setup.bot.user_id[1:].split(":")[0], "password": setup.bot.password},
-            "admins": [setup.admin.user_id],
-            "registration": {"mode": "token", "token": setup.synapse.registration_token},
-        },
-        "storage": {"kind": "local", "directory": str(tmp / "objects")},
+    return setup.app_config(tmp, **{
         "backend": {"kind": "process", "instance": unique("sec")},
         "lifecycle": {"ready_timeout": "40s"},
         "api": {"enabled": True, "listen": f"127.0.0.1:{free_port()}", "token": API_TOKEN},
@@ -75,10 +51,6 @@ async def logs_in(setup: ChatSetup, account: Account) -> bool:
         except UnauthorizedError:
             return False
     return True
-
-
-def answer(answers: list[BotMessage]) -> str:
-    return answers[-1].text if answers else ""
 
 
 async def healthz_ms(session: aiohttp.ClientSession, config: Config) -> float:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psutil
 import pytest
 
 from backends.confinement import can_confine
@@ -17,21 +16,15 @@ from hiclaw_bot.clients.objectstore import S3ObjectStore
 from hiclaw_bot.config import S3StorageConfig
 from hiclaw_bot.devstack.stack import LocalStack
 from hiclaw_bot.flows import worker as flows
+from tests.fixtures.processes import runtimes
 from tests.fixtures.synapse import unique
 
 pytestmark = pytest.mark.skipif(not can_confine(), reason="confinement needs the bot to run as root")
 
 
-def agent_env(worker: str) -> dict[str, str]:
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "hiclaw_bot.agent" in " ".join(proc.info["cmdline"] or []):
-                env = proc.environ()
-                if env.get("HICLAW_WORKER_NAME") == worker:
-                    return env
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    raise AssertionError(f"no agent runs for {worker}")
+def agent_env(data_dir: Path, worker: str) -> dict[str, str]:
+    [agent] = runtimes(data_dir, worker)
+    return dict(agent.environ())
 
 
 async def test_on_the_dev_stack_a_worker_holds_only_its_own_key(tmp_path: Path) -> None:
@@ -50,7 +43,7 @@ async def test_on_the_dev_stack_a_worker_holds_only_its_own_key(tmp_path: Path) 
                 sub = await app.engine.submit(flows.CREATE, flows.subject(name),
                                               {"name": name, "model": "qwen-max", "image": "hiclaw/worker-agent:1"})
                 assert (await app.engine.wait(sub.op.op_id)).state == "succeeded"
-            env = agent_env(alice)
+            env = agent_env(config.data_dir, alice)
             assert env[FS_ACCESS_KEY] != storage.access_key.get_secret_value()
             assert storage.secret_key.get_secret_value() not in env.values()
             keyed = await S3ObjectStore.open(bucket=storage.bucket, endpoint_url=storage.endpoint,

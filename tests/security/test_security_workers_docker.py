@@ -6,7 +6,7 @@ show the effect (no root, no writable image, no way to gain a privilege).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import docker
 import pytest
@@ -15,35 +15,23 @@ from backends.base import Resources, WorkerSpec
 from backends.docker import DockerBackend
 from backends.errors import InvalidSpec, PolicyViolation
 from backends.policy import DockerPolicy
+from tests.fixtures.backends import WORKER_COMMAND, docker_backend, owned, unique
 from tests.fixtures.dockerd import DockerEngine
-from tests.integration.backends.conftest import WORKER_COMMAND, unique
 
 
 @pytest.fixture
 async def backend(dockerd: DockerEngine) -> AsyncIterator[DockerBackend]:
-    backend = DockerBackend(unique("sec-"), base_url=dockerd.base_url, settle_seconds=0.5, stop_timeout=2)
-    try:
+    async with owned(docker_backend(dockerd, unique("sec-"))) as backend:
         yield backend
-    finally:
-        for status in await backend.list():
-            await backend.delete(status.name)
-        await backend.close()
 
 
-@pytest.fixture
-def engine(dockerd: DockerEngine) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=dockerd.base_url)
-    yield client
-    client.close()
-
-
-async def test_the_engine_reports_the_confinement(backend: DockerBackend, engine: docker.DockerClient,
+async def test_the_engine_reports_the_confinement(backend: DockerBackend, docker_client: docker.DockerClient,
                                                   dockerd: DockerEngine) -> None:
     spec = WorkerSpec(unique(), dockerd.image_v1, WORKER_COMMAND, {"GREETING": "hi"},
                       resources=Resources(cpu_limit="1", memory_limit="1Gi", cpu_request="100m",
                                           memory_request="256Mi"))
     await backend.create(spec)
-    container = engine.containers.get(f"hiclaw-worker-{spec.name}")
+    container = docker_client.containers.get(f"hiclaw-worker-{spec.name}")
     host = container.attrs["HostConfig"]
     assert container.attrs["Config"]["User"] == "10001:10001"
     assert host["CapDrop"] == ["ALL"]

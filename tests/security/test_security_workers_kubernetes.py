@@ -9,47 +9,31 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.aio import client, config
+from kubernetes.aio import client
 
 from backends.base import Resources, WorkerSpec
 from backends.errors import PolicyViolation
 from backends.kubernetes import KubernetesBackend
 from backends.policy import ImagePolicy
+from tests.fixtures.backends import WORKER_COMMAND, kubernetes_backend, owned, unique
 from tests.fixtures.k8s import KubeTarget
-from tests.integration.backends.conftest import WORKER_COMMAND, unique
 from tests.integration.deploy.manifests import MANIFESTS
 
 
 @pytest.fixture
 async def backend(kube: KubeTarget) -> AsyncIterator[KubernetesBackend]:
-    backend = KubernetesBackend(unique("sec-"), namespace=kube.namespace, kubeconfig=kube.kubeconfig,
-                                min_ready_seconds=0, poll_interval=0.1, stop_grace_seconds=2,
-                                policy=ImagePolicy(allowed_registries=("docker.io",)))
-    try:
+    async with owned(kubernetes_backend(kube, unique("sec-"), registries=("docker.io",))) as backend:
         yield backend
-    finally:
-        for status in await backend.list():
-            await backend.delete(status.name)
-        await backend.close()
-
-
-@pytest.fixture
-async def api(kube: KubeTarget) -> AsyncIterator[Any]:
-    api = await config.new_client_from_config(config_file=str(kube.kubeconfig))  # type: ignore[no-untyped-call]
-    try:
-        yield api
-    finally:
-        await api.close()
 
 
 async def test_the_pod_template_is_restricted_and_limited(backend: KubernetesBackend, kube: KubeTarget,
-                                                          api: Any) -> None:
+                                                          kube_api: Any) -> None:
     spec = WorkerSpec(unique(), kube.image_v1, WORKER_COMMAND, {"GREETING": "hi"},
                       resources=Resources(cpu_limit="1", memory_limit="1Gi", cpu_request="100m",
                                           memory_request="256Mi"))
     await backend.create(spec)
     await backend.start(spec.name)
-    apps = client.AppsV1Api(api)
+    apps = client.AppsV1Api(kube_api)
     deployment = await apps.read_namespaced_deployment(f"hiclaw-worker-{spec.name}", kube.namespace)
     pod = deployment.spec.template.spec
     assert pod.security_context.run_as_non_root is True
@@ -77,12 +61,12 @@ async def test_the_image_policy_applies_here_too(kube: KubeTarget, image: str) -
     await backend.close()
 
 
-async def test_the_workers_network_policy_is_accepted_by_the_api_server(kube: KubeTarget, api: Any) -> None:
+async def test_the_workers_network_policy_is_accepted_by_the_api_server(kube: KubeTarget, kube_api: Any) -> None:
     """Egress to the homeserver, gateway and object store (and DNS) only; no ingress at all."""
     manifest = yaml.safe_load((MANIFESTS / "networkpolicy-workers.yaml").read_text())
     manifest["metadata"]["namespace"] = kube.namespace
     manifest["metadata"]["name"] = unique("hiclaw-workers-")
-    networking = client.NetworkingV1Api(api)
+    networking = client.NetworkingV1Api(kube_api)
     await networking.create_namespaced_network_policy(kube.namespace, manifest)
     try:
         stored = await networking.read_namespaced_network_policy(manifest["metadata"]["name"], kube.namespace)

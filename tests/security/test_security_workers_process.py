@@ -21,6 +21,7 @@ from hiclaw_bot.app import make_backend
 from hiclaw_bot.cli import config_warnings
 from hiclaw_bot.config import Config
 from storage import Store
+from tests.fixtures.backends import owned
 
 pytestmark = pytest.mark.skipif(not can_confine(), reason="confinement needs the bot to run as root")
 
@@ -42,12 +43,8 @@ async def confined(tmp_path: Path) -> AsyncIterator[tuple[Config, ProcessBackend
     config = bot_config(tmp_path)
     backend = make_backend(config)
     assert isinstance(backend, ProcessBackend)
-    try:
+    async with owned(backend):
         yield config, backend
-    finally:
-        for status in await backend.list():
-            await backend.delete(status.name)
-        await backend.close()
 
 
 async def running(backend: ProcessBackend, name: str) -> None:

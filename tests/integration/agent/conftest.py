@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 
 from hiclaw_bot.agent.env import LocalStorage, worker_env
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin, RoomEvent, TokenRegistration
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin, RoomEvent
 from hiclaw_bot.clients.objectstore import LocalObjectStore
 from hiclaw_bot.flows.worker_config import WorkerConfigSpec, render_worker_config
 from hiclaw_bot.types import EventId, RoomId, UserId, WorkerName
@@ -93,8 +93,7 @@ class Worker:
 
 @pytest.fixture
 async def admin(synapse: SynapseEnv) -> AsyncIterator[MatrixAdmin]:
-    async with MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=synapse.admin_token,
-                           registration=TokenRegistration(synapse.registration_token)) as client:
+    async with synapse.admin_client() as client:
         yield client
 
 

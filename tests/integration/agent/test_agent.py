@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hiclaw_bot.agent.env import LocalStorage, worker_env
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin, TokenRegistration
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.types import EventId, RoomId, UserId
 from tests.fixtures.synapse import SynapseEnv, unique
 from tests.integration.agent.conftest import AgentProcess, Worker, eventually, matrix_post, replies_to, send_text
@@ -79,10 +79,8 @@ class Stranger:
 
 @pytest.fixture
 async def stranger(synapse: SynapseEnv) -> AsyncIterator[Stranger]:
-    async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
-                           registration=TokenRegistration(synapse.registration_token)) as registrar:
-        user = await registrar.ensure_user(unique("stranger"), secrets.token_urlsafe(12))
-    async with MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=user.access_token) as client:
+    user = await synapse.register(unique("stranger"), secrets.token_urlsafe(12))
+    async with synapse.client(user.access_token) as client:
         yield Stranger(client, user.user_id, user.access_token)
 
 

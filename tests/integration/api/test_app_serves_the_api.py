@@ -3,12 +3,11 @@ its metrics follow the engine, and admins read the audit log in chat with ``!aud
 
 from __future__ import annotations
 
-import socket
-
 import aiohttp
 
 from hiclaw_bot.app import running
 from hiclaw_bot.config import Config
+from hiclaw_bot.devstack.service import free_port
 from tests.fixtures.synapse import unique
 from tests.integration.chat.conftest import ChatSetup, ask, setup, talking
 
@@ -17,25 +16,9 @@ __all__ = ["setup"]
 TOKEN = "app-api-token-0123456789abcdef0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def app_config(setup: ChatSetup, port: int) -> Config:
-    return Config.model_validate({
-        "data_dir": str(setup.data_dir / "data"),
-        "matrix": {
-            "homeserver": setup.synapse.url, "server_name": setup.synapse.server_name,
-            "bot": {"localpart": setup.bot.user_id[1:].split(":")[0], "password": setup.bot.password},
-            "admins": [setup.admin.user_id],
-            "registration": {"mode": "token", "token": setup.synapse.registration_token},
-        },
-        "storage": {"kind": "local", "directory": str(setup.data_dir / "objects")},
-        "backend": {"kind": "process", "instance": unique("api")},
-        "api": {"listen": f"127.0.0.1:{port}", "token": TOKEN, "token_name": "ci"},
-    })
+    return setup.app_config(setup.data_dir, backend={"kind": "process", "instance": unique("api")},
+                            api={"listen": f"127.0.0.1:{port}", "token": TOKEN, "token_name": "ci"})
 
 
 async def test_the_running_bot_serves_the_api_and_answers_audit(setup: ChatSetup) -> None:

@@ -9,43 +9,30 @@ Kubernetes API.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from backends.base import WorkerBackend, WorkerSpec, WorkerState, WorkerStatus
-from backends.docker import DockerBackend
-from backends.kubernetes import KubernetesBackend
-from backends.policy import ImagePolicy
 from backends.process import ProcessBackend
+from tests.fixtures.backends import (
+    FAILING_COMMAND,
+    WORKER_COMMAND,
+    close_all,
+    docker_backend,
+    kubernetes_backend,
+    unique,
+)
 from tests.fixtures.dockerd import DockerEngine
 from tests.fixtures.k8s import KubeTarget
 
-WORKER_COMMAND = ["sh", "-c", "echo worker-up $GREETING; while true; do sleep 1; done"]
-FAILING_COMMAND = ["sh", "-c", "echo failing; exit 3"]
 BACKENDS = ("docker", "kubernetes", "process")
 
 BackendFactory = Callable[[str], WorkerBackend]
-T = TypeVar("T")
-
-
-def unique(prefix: str = "w") -> str:
-    return f"{prefix}{secrets.token_hex(4)}"
-
-
-async def eventually(read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 10.0) -> T:  # noqa: ASYNC109
-    """Read until ``ok`` holds (output reaches a log a moment after the process writes it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await read()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -59,6 +46,16 @@ class Harness:
     bad_image: str | None  # an image that never runs (Kubernetes); else a command that exits
     factory: BackendFactory
     others: list[WorkerBackend] = field(default_factory=list)
+
+    @classmethod
+    @asynccontextmanager
+    async def opened(cls, kind: str, factory: BackendFactory, images: dict[str, str]) -> AsyncIterator[Harness]:
+        """A harness on a fresh instance; every backend it made is emptied and closed after."""
+        harness = cls(kind, factory(unique("test-")), images["v1"], images["v2"], images.get("bad"), factory)
+        try:
+            yield harness
+        finally:
+            await close_all(harness.backend, *harness.others)
 
     def spec(self, name: str, *, version: int = 1, greeting: str = "hello") -> WorkerSpec:
         image = self.image_v1 if version == 1 else self.image_v2
@@ -93,35 +90,25 @@ class Harness:
             await asyncio.sleep(0.05)
 
 
+def kube_images(target: KubeTarget) -> dict[str, str]:
+    return {"v1": target.image_v1, "v2": target.image_v2, "bad": target.bad_image}
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, BackendFactory, dict[str, str]]:
     """(kind, factory by instance id, images). Sync, so it may pull in the session services."""
     kind = request.param
     if kind == "docker":
         engine: DockerEngine = request.getfixturevalue("dockerd")
-        return kind, lambda instance: DockerBackend(
-            instance, base_url=engine.base_url, settle_seconds=0.5, stop_timeout=2), \
-            {"v1": engine.image_v1, "v2": engine.image_v2}
+        return kind, lambda instance: docker_backend(engine, instance), {"v1": engine.image_v1, "v2": engine.image_v2}
     if kind == "kubernetes":
         target: KubeTarget = request.getfixturevalue("kube")
-        fake = target.fake is not None
-        return kind, lambda instance: KubernetesBackend(
-            instance, namespace=target.namespace, kubeconfig=target.kubeconfig, min_ready_seconds=0 if fake else 1,
-            rollout_timeout=20 if fake else 120, poll_interval=0.1, stop_grace_seconds=2,
-            policy=ImagePolicy(allowed_registries=("docker.io", "registry.invalid"))), \
-            {"v1": target.image_v1, "v2": target.image_v2, "bad": target.bad_image}
+        return kind, lambda instance: kubernetes_backend(target, instance), kube_images(target)
     return kind, lambda instance: ProcessBackend(instance, tmp_path / "workers", settle_seconds=0.5, stop_timeout=2), \
         {"v1": "localhost/hiclaw-test/busybox:1", "v2": "localhost/hiclaw-test/busybox:2"}
 
 
 @pytest.fixture
 async def harness(backend_factory: tuple[str, BackendFactory, dict[str, str]]) -> AsyncIterator[Harness]:
-    kind, factory, images = backend_factory
-    harness = Harness(kind, factory(unique("test-")), images["v1"], images["v2"], images.get("bad"), factory)
-    try:
+    async with Harness.opened(*backend_factory) as harness:
         yield harness
-    finally:
-        for backend in (harness.backend, *harness.others):
-            for status in await backend.list():
-                await backend.delete(status.name)
-            await backend.close()

@@ -11,7 +11,8 @@ import pytest
 
 from backends.base import WorkerState
 from backends.errors import Conflict, ExecTimeout, InvalidSpec, NotFound, UpdateFailed
-from tests.integration.backends.conftest import Harness, eventually, unique
+from tests.fixtures.backends import eventually, unique
+from tests.integration.backends.conftest import Harness
 
 
 async def test_create_twice_makes_one_worker(harness: Harness) -> None:

@@ -4,7 +4,7 @@ update that never leaves the worker without a container."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import docker
@@ -15,28 +15,16 @@ from backends.base import LABEL_INSTANCE, LABEL_SPEC_HASH, LABEL_WORKER, Resourc
 from backends.docker import DockerBackend
 from backends.errors import Conflict, InvalidSpec, PolicyViolation, Unavailable, UpdateFailed
 from backends.policy import DockerPolicy, normalise_image
+from tests.fixtures.backends import WORKER_COMMAND, docker_backend, owned, unique
 from tests.fixtures.dockerd import DockerEngine
-from tests.integration.backends.conftest import WORKER_COMMAND, unique
 
 NOWHERE = "unix:///nonexistent/hiclaw/docker.sock"  # any engine call here fails with Unavailable
 
 
 @pytest.fixture
 async def backend(dockerd: DockerEngine) -> AsyncIterator[DockerBackend]:
-    backend = DockerBackend(unique("test-"), base_url=dockerd.base_url, settle_seconds=0.5, stop_timeout=2)
-    try:
+    async with owned(docker_backend(dockerd, unique("test-"))) as backend:
         yield backend
-    finally:
-        for status in await backend.list():
-            await backend.delete(status.name)
-        await backend.close()
-
-
-@pytest.fixture
-def engine(dockerd: DockerEngine) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=dockerd.base_url)
-    yield client
-    client.close()
 
 
 def worker(name: str, image: str = "localhost/hiclaw-test/busybox:1", **env: str) -> WorkerSpec:
@@ -115,11 +103,11 @@ async def test_an_unreachable_engine_is_transient() -> None:
     await backend.close()
 
 
-async def test_the_container_it_makes(backend: DockerBackend, engine: docker.DockerClient) -> None:
+async def test_the_container_it_makes(backend: DockerBackend, docker_client: docker.DockerClient) -> None:
     spec = WorkerSpec(unique(), "localhost/hiclaw-test/busybox:1", WORKER_COMMAND, {"GREETING": "hi"}, {"team": "a"},
                       Resources(cpu_limit="500m", memory_limit="64Mi", memory_request="32Mi"))
     ref = await backend.create(spec)
-    container = engine.containers.get(f"hiclaw-worker-{spec.name}")
+    container = docker_client.containers.get(f"hiclaw-worker-{spec.name}")
     host = container.attrs["HostConfig"]
     assert container.id == ref.external_id
     assert (host["Init"], host["NetworkMode"], host["Privileged"]) == (True, "none", False)
@@ -133,19 +121,20 @@ async def test_the_container_it_makes(backend: DockerBackend, engine: docker.Doc
 
 
 async def test_update_replaces_the_container_under_the_same_name(backend: DockerBackend,
-                                                                 engine: docker.DockerClient) -> None:
+                                                                 docker_client: docker.DockerClient) -> None:
     name = unique()
     old = await backend.create(worker(name))
     await backend.start(name)
     await backend.update(name, worker(name, "localhost/hiclaw-test/busybox:2"))
-    containers = engine.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
+    containers = docker_client.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
     assert [c.name for c in containers] == [f"hiclaw-worker-{name}"]
     assert containers[0].id != old.external_id
     result = await backend.exec(name, ["sh", "-c", "echo $IMAGE_VERSION"], 10)
     assert result.stdout == "2\n"
 
 
-async def test_failed_update_removes_the_new_container(backend: DockerBackend, engine: docker.DockerClient) -> None:
+async def test_failed_update_removes_the_new_container(backend: DockerBackend,
+                                                      docker_client: docker.DockerClient) -> None:
     name = unique()
     old = await backend.create(worker(name))
     await backend.start(name)
@@ -153,7 +142,7 @@ async def test_failed_update_removes_the_new_container(backend: DockerBackend, e
         await backend.update(name, WorkerSpec(name, "localhost/hiclaw-test/busybox:2", ["sh", "-c", "exit 3"]))
     with pytest.raises(UpdateFailed, match="could not create the new container"):
         await backend.update(name, worker(name, "localhost/hiclaw-test/not-imported:1"))
-    containers = engine.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
+    containers = docker_client.containers.list(all=True, filters={"label": f"{LABEL_WORKER}={name}"})
     assert [(c.id, c.status) for c in containers] == [(old.external_id, "running")]
 
 
@@ -176,18 +165,18 @@ async def test_readiness_command_decides_an_update(dockerd: DockerEngine) -> Non
 
 
 async def test_an_interrupted_update_is_finished_by_the_next_call(backend: DockerBackend,
-                                                                 engine: docker.DockerClient) -> None:
+                                                                 docker_client: docker.DockerClient) -> None:
     """The bot died after removing the old container and before renaming the new one."""
     name = unique()
     await backend.create(worker(name))
     new_spec = worker(name, "localhost/hiclaw-test/busybox:2")
-    engine.containers.get(f"hiclaw-worker-{name}").remove(force=True)
+    docker_client.containers.get(f"hiclaw-worker-{name}").remove(force=True)
     labels = {LABEL_WORKER: name, LABEL_SPEC_HASH: new_spec.spec_hash, LABEL_INSTANCE: backend.instance}
-    engine.containers.run("localhost/hiclaw-test/busybox:2", WORKER_COMMAND, name=f"hiclaw-worker-{name}.next",
+    docker_client.containers.run("localhost/hiclaw-test/busybox:2", WORKER_COMMAND, name=f"hiclaw-worker-{name}.next",
                           labels=labels, init=True, network_mode="none", detach=True)
     assert (await backend.status(name)).spec_hash == new_spec.spec_hash  # observed, not yet moved
     await backend.start(name)  # a call that changes the worker finishes the rename
-    assert [c.name for c in engine.containers.list(filters={"label": f"{LABEL_WORKER}={name}"})] == [
+    assert [c.name for c in docker_client.containers.list(filters={"label": f"{LABEL_WORKER}={name}"})] == [
         f"hiclaw-worker-{name}"]
     assert (await backend.status(name)).state == WorkerState.RUNNING
 

@@ -14,45 +14,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.aio import client, config
+from kubernetes.aio import client
 
 from backends.base import LABEL_WORKER, WorkerSpec, WorkerState
 from backends.errors import Conflict, InvalidSpec, TransientBackendError, Unavailable, UpdateFailed
 from backends.kubernetes import KubernetesBackend
-from backends.policy import ImagePolicy
 from tests.fakes.k8s_apiserver import FakeKubeApiServer
+from tests.fixtures.backends import WORKER_COMMAND, eventually, kubernetes_backend, unique
 from tests.fixtures.k8s import KubeTarget
-from tests.integration.backends.conftest import WORKER_COMMAND, Harness, eventually, unique
+from tests.integration.backends.conftest import Harness, kube_images
 
 
 @pytest.fixture
 async def k8s(kube: KubeTarget) -> AsyncIterator[Harness]:
-    fake = kube.fake is not None
-
-    def factory(instance: str) -> KubernetesBackend:
-        return KubernetesBackend(instance, namespace=kube.namespace, kubeconfig=kube.kubeconfig,
-                                 min_ready_seconds=0 if fake else 1, rollout_timeout=20 if fake else 120,
-                                 poll_interval=0.1, stop_grace_seconds=2,
-                                 policy=ImagePolicy(allowed_registries=("docker.io", "registry.invalid")))
-
-    harness = Harness("kubernetes", factory(unique("test-")), kube.image_v1, kube.image_v2, kube.bad_image, factory)
-    try:
+    async with Harness.opened("kubernetes", lambda instance: kubernetes_backend(kube, instance),
+                              kube_images(kube)) as harness:
         yield harness
-    finally:
-        for backend in (harness.backend, *harness.others):
-            for status in await backend.list():
-                await backend.delete(status.name)
-            await backend.close()
 
 
 @pytest.fixture
-async def raw(kube: KubeTarget) -> AsyncIterator[tuple[Any, Any]]:
+def raw(kube_api: Any) -> tuple[Any, Any]:
     """(AppsV1Api, CoreV1Api) of the official client, to look at what the backend made."""
-    api = await config.new_client_from_config(config_file=str(kube.kubeconfig))  # type: ignore[no-untyped-call]
-    try:
-        yield client.AppsV1Api(api), client.CoreV1Api(api)
-    finally:
-        await api.close()
+    return client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
 
 
 def only_fake(kube: KubeTarget) -> FakeKubeApiServer:

@@ -19,7 +19,7 @@ import pytest
 from backends.base import WorkerSpec, WorkerState
 from backends.forkserver import ForkServer
 from backends.process import ProcessBackend
-from tests.integration.backends.conftest import unique
+from tests.fixtures.backends import unique
 
 LAUNCHER = [sys.executable, "-m", "hiclaw_bot.agent.launcher"]
 AGENT = [sys.executable, "-m", "hiclaw_bot.agent"]

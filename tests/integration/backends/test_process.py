@@ -18,18 +18,13 @@ import pytest
 from backends.base import WorkerSpec, WorkerState
 from backends.errors import InvalidSpec
 from backends.process import ProcessBackend
-from tests.integration.backends.conftest import WORKER_COMMAND, eventually, unique
+from tests.fixtures.backends import WORKER_COMMAND, eventually, owned, unique
 
 
 @pytest.fixture
 async def backend(tmp_path: Path) -> AsyncIterator[ProcessBackend]:
-    backend = ProcessBackend("bot", tmp_path, settle_seconds=0.3, stop_timeout=2)
-    try:
+    async with owned(ProcessBackend("bot", tmp_path, settle_seconds=0.3, stop_timeout=2)) as backend:
         yield backend
-    finally:
-        for status in await backend.list():
-            await backend.delete(status.name)
-        await backend.close()
 
 
 def worker(name: str, command: list[str] | None = WORKER_COMMAND, **env: str) -> WorkerSpec:

@@ -7,7 +7,7 @@ leak between tests even though they share one homeserver.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from hiclaw_bot.chat.replies import REPLY_KEY
 from hiclaw_bot.chat.say import BotMessage, Conversation
 from hiclaw_bot.clients.matrix_admin import MatrixAdmin, RoomEvent, SharedSecretRegistration
 from hiclaw_bot.config import Config
+from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.engine import Engine, RetryPolicy
 from hiclaw_bot.types import RoomId, UserId
 from storage import Store
@@ -60,12 +61,51 @@ class ChatSetup:
     def db_path(self) -> Path:
         return self.data_dir / "hiclaw.db"
 
+    def app_document(self, tmp: Path | None = None, *, bot: Account | None = None,
+                     **sections: Any) -> dict[str, Any]:
+        """The whole app's configuration (``hiclaw_bot.app.running``) on this homeserver, as a document.
+
+        ``bot`` (this setup's by default) serves ``admin``; data and objects live under ``tmp``
+        (the setup's directory by default); ``sections`` add or replace top-level sections."""
+        tmp = tmp or self.data_dir
+        bot = bot or self.bot
+        return {
+            "data_dir": str(tmp / "data"),
+            "matrix": {
+                "homeserver": self.synapse.url, "server_name": self.synapse.server_name,
+                "bot": {"localpart": bot.user_id[1:].split(":")[0], "password": bot.password},
+                "admins": [self.admin.user_id],
+                "registration": {"mode": "token", "token": self.synapse.registration_token},
+            },
+            "storage": {"kind": "local", "directory": str(tmp / "objects")},
+            **sections,
+        }
+
+    def app_config(self, tmp: Path | None = None, *, bot: Account | None = None, **sections: Any) -> Config:
+        return Config.model_validate(self.app_document(tmp, bot=bot, **sections))
+
+
+def gateway_section(gateway: HigressConsoleSimulator, gateway_url: str = "http://127.0.0.1:9") -> dict[str, Any]:
+    """The gateway simulator as the bot's gateway; model calls go nowhere unless ``gateway_url`` says."""
+    return {"kind": "higress", "console_url": gateway.url, "password": gateway.password, "gateway_url": gateway_url}
+
 
 async def register(synapse: SynapseEnv, prefix: str) -> Account:
     password = secrets.token_urlsafe(12)
     registration = SharedSecretRegistration(synapse.shared_secret)
     async with MatrixAdmin(synapse.url, server_name=synapse.server_name, registration=registration) as client:
         user = await client.ensure_user(unique(prefix), password)
+    return Account(user.user_id, password, user.access_token)
+
+
+async def server_admin(setup: ChatSetup) -> Account:
+    """A bot account that is a Synapse server admin, as deployed: deleting a worker locks its
+    account through the admin API (and an account takeover would abuse that power)."""
+    password = unique("pw")
+    registration = SharedSecretRegistration(setup.synapse.shared_secret, admin=True)
+    async with MatrixAdmin(setup.synapse.url, server_name=setup.synapse.server_name,
+                           registration=registration) as client:
+        user = await client.ensure_user(unique("hiclaw"), password)
     return Account(user.user_id, password, user.access_token)
 
 
@@ -108,6 +148,11 @@ async def talking(setup: ChatSetup, account: Account, room_id: str | None = None
         await talk.login(access_token=account.token)
         await talk.open(room_id)
         yield talk
+
+
+def final_text(answers: Sequence[BotMessage]) -> str:
+    """The bot's last word on a command (its final answer), or nothing when it never answered."""
+    return answers[-1].text if answers else ""
 
 
 async def ask(talk: Conversation, text: str, *, within: float = 20.0) -> tuple[str, list[BotMessage]]:

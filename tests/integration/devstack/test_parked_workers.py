@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psutil
-
 from backends import WorkerSpec, WorkerState
 from hiclaw_bot.app import make_backend
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.workers import park, unpark
+from tests.fixtures.backends import close_all
+from tests.fixtures.processes import processes_under
 
 LOOP = ["sh", "-c", "while true; do sleep 1; done"]
 
@@ -39,7 +39,7 @@ async def test_stopping_parks_running_workers_and_the_next_start_brings_back_tho
         assert await park(config) == ["awake", "deleted"]
         assert {s.name: s.state for s in await backend.list()} == {
             "awake": WorkerState.STOPPED, "asleep": WorkerState.STOPPED, "deleted": WorkerState.STOPPED}
-        assert not [p for p in psutil.process_iter(["cwd"]) if str(tmp_path) in (p.info["cwd"] or "")]
+        assert processes_under(tmp_path) == []
 
         await backend.delete("deleted")  # deleted while the stack was down: nothing to bring back
         assert await unpark(config) == ["awake"]
@@ -47,6 +47,4 @@ async def test_stopping_parks_running_workers_and_the_next_start_brings_back_tho
             "awake": WorkerState.RUNNING, "asleep": WorkerState.STOPPED}
         assert await unpark(config) == []  # once: a start after a crash (nothing parked) starts nothing
     finally:
-        for status in await backend.list():
-            await backend.delete(status.name)
-        await backend.close()
+        await close_all(backend)

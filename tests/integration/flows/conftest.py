@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hiclaw_bot.app import open_services
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin, TokenRegistration
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.engine import Engine, RetryPolicy
@@ -35,11 +35,8 @@ class Stack:
 @pytest.fixture
 async def stack(synapse: SynapseEnv, tmp_path: Path) -> AsyncIterator[Stack]:
     owner_name = unique("owner")
-    owner = MatrixAdmin(synapse.url, server_name=synapse.server_name,
-                        registration=TokenRegistration(synapse.registration_token))
-    owner_user = await owner.ensure_user(owner_name, "owner-password-1")
-    await owner.close()
-    owner = MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=owner_user.access_token)
+    owner_user = await synapse.register(owner_name, "owner-password-1")
+    owner = synapse.client(owner_user.access_token)
     async with HigressConsoleSimulator(initialized=True) as gateway:
         config = Config.model_validate({
             "data_dir": str(tmp_path / "data"),

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from hiclaw_bot.clients.mail import SmtpMailer
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin, TokenRegistration
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.flows import human as humans
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows import team as teams
@@ -50,11 +50,8 @@ async def bob(synapse: SynapseEnv, stack: Stack, smtp_server: SmtpServer) -> Asy
                                 SmtpMailer(smtp_server.host, smtp_server.port, from_address="bot@example.org",
                                            security="none"))
     name = unique("bob")
-    registrar = MatrixAdmin(synapse.url, server_name=synapse.server_name,
-                            registration=TokenRegistration(synapse.registration_token))
-    user = await registrar.ensure_user(name, "bob-password-1")
-    await registrar.close()
-    client = MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=user.access_token)
+    user = await synapse.register(name, "bob-password-1")
+    client = synapse.client(user.access_token)
     yield Person(name, UserId(user.user_id), client)
     await client.close()
 

@@ -97,9 +97,7 @@ class World:
 @pytest.fixture
 async def world(synapse: SynapseEnv, smtp_server: SmtpServer, tmp_path: Path) -> AsyncIterator[World]:
     owner_name = unique("owner")
-    async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
-                           registration=TokenRegistration(synapse.registration_token)) as registrar:
-        owner_user = await registrar.ensure_user(owner_name, "owner-password-1")
+    owner_user = await synapse.register(owner_name, "owner-password-1")
     config = Config.model_validate({
         "data_dir": str(tmp_path / "data"),
         "matrix": synapse.bot_matrix(owner_user.user_id),

@@ -4,13 +4,13 @@ operation at its step with a reason, and a retry resumes there without repeating
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from pydantic import SecretStr
 
 from hiclaw_bot.app import open_services
 from hiclaw_bot.config import S3StorageConfig
 from hiclaw_bot.devstack.seaweed import SeaweedServer
+from hiclaw_bot.devstack.service import Service
 from hiclaw_bot.engine import Engine, EventKind, ProgressEvent, RetryPolicy
 from hiclaw_bot.flows import names
 from hiclaw_bot.flows.services import Services
@@ -70,34 +70,39 @@ def patient_engine(stack: Stack, services: Services | None = None) -> Engine:
     return engine
 
 
-async def start_on_retry(events: asyncio.Queue[ProgressEvent], step: str,
-                         start: Callable[[], Awaitable[None]]) -> None:
-    """Bring the server back only once ``step`` has met the outage and is retrying."""
-    while True:
-        event = await events.get()
-        if event.kind is EventKind.STEP_RETRYING and event.step == step:
-            await start()
-            return
+async def create_through_an_outage(stack: Stack, engine: Engine, worker: str, server: Service, step: str) -> None:
+    """Stop ``server``, create ``worker``, and start the server again only once ``step`` has met the
+    outage and is retrying: the create succeeds, ``step`` having taken more than one attempt."""
+    back = asyncio.Event()
 
+    async def start_on_retry(events: asyncio.Queue[ProgressEvent]) -> None:
+        while True:
+            event = await events.get()
+            if event.kind is EventKind.STEP_RETRYING and event.step == step:
+                await server.start()
+                back.set()
+                return
 
-async def test_synapse_restarted_during_a_create(stack: Stack, synapse: SynapseEnv) -> None:
-    worker = unique("restart")
-    engine = patient_engine(stack)
-    server = synapse.server
     await server.stop()
     async with engine.subscribe() as events:
-        restart = asyncio.create_task(start_on_retry(events, "account", server.start))
+        restart = asyncio.create_task(start_on_retry(events))
         try:
             sub = await engine.submit(CREATE, subject(worker), {"name": worker, **PARAMS})
             op = await engine.wait(sub.op.op_id)
         finally:
-            if not server.running:
-                await server.start()
             restart.cancel()
+            await asyncio.gather(restart, return_exceptions=True)
+            if not back.is_set():
+                await server.start()
             await engine.stop()
     assert op.state == "succeeded", (op.failed_step, op.error)
     retried = {s.name: s.attempts for s in await stack.store.steps.of(op.op_id)}
-    assert retried["account"] > 1, "the account step met the outage and retried"
+    assert retried[step] > 1, f"the {step} step met the outage and retried"
+
+
+async def test_synapse_restarted_during_a_create(stack: Stack, synapse: SynapseEnv) -> None:
+    worker = unique("restart")
+    await create_through_an_outage(stack, patient_engine(stack), worker, synapse.server, "account")
     user_id = UserId(f"@{worker}:{stack.config.matrix.server_name}")
     assert len(await stack.services.matrix.rooms_of(user_id)) == 1
     await stack.services.backend.delete(worker)
@@ -111,20 +116,6 @@ async def test_s3_stopped_and_restarted_during_a_create(stack: Stack, seaweed: S
         secret_key=SecretStr(seaweed.secret_key), region=seaweed.region)})
     async with open_services(config, stack.store, bot_token=synapse.admin_token,
                              backend=stack.services.backend) as services:
-        engine = patient_engine(stack, services)
-        await seaweed.stop()
-        async with engine.subscribe() as events:
-            restart = asyncio.create_task(start_on_retry(events, "config", seaweed.start))
-            try:
-                sub = await engine.submit(CREATE, subject(worker), {"name": worker, **PARAMS})
-                op = await engine.wait(sub.op.op_id)
-            finally:
-                if not restart.done():
-                    restart.cancel()
-                    await seaweed.start()
-                await engine.stop()
-        assert op.state == "succeeded", (op.failed_step, op.error)
-        retried = {s.name: s.attempts for s in await stack.store.steps.of(op.op_id)}
-        assert retried["config"] > 1, "the config push met the outage and retried"
+        await create_through_an_outage(stack, patient_engine(stack, services), worker, seaweed, "config")
         assert f"agents/{worker}/openclaw.json" in await services.objects.list(f"agents/{worker}/")
         await services.backend.delete(worker)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,11 @@ from click.testing import CliRunner
 from hiclaw_bot.app import serve
 from hiclaw_bot.cli import main
 from hiclaw_bot.config import ConfigError, HaConfig, parse_config
+from hiclaw_bot.devstack.service import free_port
 from hiclaw_bot.leadership import EXIT_LEADERSHIP_LOST, LeadershipLost
 from hiclaw_bot.leadership.leading import serve_while_leading
 from tests.fixtures.k8s import KubeTarget
 from tests.integration.leadership.conftest import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, elector, lease_name
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def ha_yaml(kube: KubeTarget, lease: str, identity: str) -> str:

@@ -22,7 +22,7 @@ from hiclaw_bot.app import open_services
 from hiclaw_bot.chat import Bot, Incoming, default_registry
 from hiclaw_bot.chat.gc import register_gc_command
 from hiclaw_bot.chat.workers import register_worker_commands
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin, MatrixUser, TokenRegistration
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin, MatrixUser
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from hiclaw_bot.engine import Engine, FakeClock, RetryPolicy
@@ -79,9 +79,7 @@ class World:
 
 
 async def _account(synapse: SynapseEnv, prefix: str) -> MatrixUser:
-    async with MatrixAdmin(synapse.url, server_name=synapse.server_name,
-                           registration=TokenRegistration(synapse.registration_token)) as client:
-        return await client.ensure_user(unique(prefix), f"{prefix}-password-1")
+    return await synapse.register(unique(prefix), f"{prefix}-password-1")
 
 
 @pytest.fixture

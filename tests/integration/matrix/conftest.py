@@ -6,21 +6,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hiclaw_bot.clients.matrix_admin import MatrixAdmin, TokenRegistration
+from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from tests.fixtures.synapse import SynapseEnv
 
 
 @pytest.fixture
 async def admin(synapse: SynapseEnv) -> AsyncIterator[MatrixAdmin]:
     """A client acting as the server admin, registering accounts with the registration token."""
-    async with MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=synapse.admin_token,
-                           registration=TokenRegistration(synapse.registration_token)) as client:
+    async with synapse.admin_client() as client:
         yield client
 
 
 @pytest.fixture
 async def fresh_admin(synapse: SynapseEnv) -> AsyncIterator[MatrixAdmin]:
     """A second admin client with an empty token cache, as after a restart of the bot."""
-    async with MatrixAdmin(synapse.url, server_name=synapse.server_name, access_token=synapse.admin_token,
-                           registration=TokenRegistration(synapse.registration_token)) as client:
+    async with synapse.admin_client() as client:
         yield client

@@ -24,7 +24,7 @@ from hiclaw_bot.clients.errors import (
     UnauthorizedError,
 )
 from hiclaw_bot.clients.matrix_admin import ForbiddenError, MatrixAdmin
-from hiclaw_bot.devstack.synapse import free_port
+from hiclaw_bot.devstack.service import free_port
 from hiclaw_bot.types import UserId
 
 TOKEN = "syt_secret_acting_token"
