@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 from backends import BackendError, ExecTimeout
+from hiclaw_bot.chat import wording
 from hiclaw_bot.chat.arguments import NAME, PAIR, TEXT, Choice, Integer, ListOf, option, positional
 from hiclaw_bot.chat.command import TargetSpec
 from hiclaw_bot.chat.context import CommandContext
@@ -195,6 +196,11 @@ class WorkerCommands:
         await ctx.start(flows.SLEEP, flows.subject(row.name), {"name": row.name})
         return None
 
+    async def restart(self, ctx: CommandContext) -> Reply | None:
+        row = await self._row(ctx)
+        await ctx.start(flows.RESTART, flows.subject(row.name), {"name": row.name})
+        return None
+
     async def update(self, ctx: CommandContext) -> Reply | None:
         row = await self._row(ctx)
         params = await rules.plan_update(
@@ -256,6 +262,10 @@ def register_worker_commands(registry: Registry, services: Services) -> None:
     registry.command("worker", "sleep", permission=Permission.OPERATE,
                      summary="Stop a worker; its files and room stay", handler=commands.sleep,
                      target=existing, args=[worker])
+    registry.command("worker", "restart", permission=Permission.OPERATE,
+                     summary="Stop a worker and start it again (a sleeping one is woken)",
+                     handler=commands.restart, target=existing, args=[worker])
+    wording.declare(flows.RESTART, wording.Phrases("restarting {name}", "{name} is running", "restarted"))
     registry.command("worker", "update", permission=Permission.OPERATE,
                      summary="Change a worker's model, image or environment",
                      handler=commands.update, target=existing,

@@ -14,7 +14,7 @@ The gateway and skills branches do not wait for Matrix, so they run side by side
 to the new room the humans who may talk to the worker (:mod:`hiclaw_bot.flows.access`). ``worker.delete``
 first takes a team member out of its team (``leave_team``), then undoes the same resources in
 reverse, each "already gone" counting as done, and then forgets the worker.
-Sleep, wake and update are short flows of their own; every one is a normal engine operation, so
+Sleep, wake, restart and update are short flows of their own; every one is a normal engine operation, so
 it is checkpointed, resumable and serialised with anything else that touches the same worker.
 """
 
@@ -54,6 +54,7 @@ WAKE = "worker.wake"
 UPDATE = "worker.update"
 DELETE = "worker.delete"
 REPAIR = "worker.repair"
+RESTART = "worker.restart"
 
 def subject(worker: str) -> str:
     return f"worker:{worker}"
@@ -227,6 +228,14 @@ def wake_steps(services: Services, op: Operation) -> Sequence[Step]:
     return steps
 
 
+def restart_steps(services: Services, op: Operation) -> Sequence[Step]:
+    """Stop the runtime and start it again (a sleeping worker is simply woken): a stuck agent gets a
+    fresh process with the same spec, files and room. A crash between the two resumes at the start."""
+    worker = WakeParams.of(op.params).name
+    return [Stop(services, worker), Start(services, worker), Ready(services, worker),
+            Record(services, worker, WorkerPhase.RUNNING)]
+
+
 def repair_steps(services: Services, op: Operation) -> Sequence[Step]:
     """Recreate a runtime that vanished behind our back, from the worker's recorded spec, and put it
     back in its recorded state (``state`` in the params): the drift reconciler's repair. An update
@@ -255,6 +264,7 @@ def update_steps(services: Services, op: Operation) -> Sequence[Step]:
 FLOWS: dict[str, tuple[Callable[[Services, Operation], Sequence[Step]], Callable[[Mapping[str, Any]], object]]] = {
     CREATE: (create_steps, WorkerParams.of), UPDATE: (update_steps, WorkerParams.of),
     REPAIR: (repair_steps, WorkerParams.of), SLEEP: (sleep_steps, SleepParams.of), WAKE: (wake_steps, WakeParams.of),
+    RESTART: (restart_steps, WakeParams.of),
 }
 
 

@@ -144,3 +144,21 @@ async def test_kill_the_bot_during_a_repair(synapse: SynapseEnv, gateway: Higres
     worker = unique("r")
     await crash_then_finish(synapse, gateway, tmp_path, worker, "repair", step, point)
     assert len(runtimes(tmp_path / "data", worker)) == 1, "one runtime again, none twice"
+
+
+RESTART_STEPS = ["stop", "start", "ready", "record"]
+
+
+@pytest.mark.parametrize(("step", "point"), list(itertools.product(RESTART_STEPS, POINTS)))
+async def test_kill_the_bot_during_a_restart(synapse: SynapseEnv, gateway: HigressConsoleSimulator, tmp_path: Path,
+                                             step: str, point: str) -> None:
+    worker = unique("s")
+    config = tmp_path / "config.json"
+    write_config(config, synapse, gateway, tmp_path)
+    assert await run_child(config, worker, {}, synapse.admin_token) == 0
+    [before] = runtimes(tmp_path / "data", worker)
+    kill = fault("worker.restart", step, point, tmp_path / "killed")
+    assert await run_child(config, worker, kill, synapse.admin_token, "restart") == -signal.SIGKILL
+    assert await run_child(config, worker, kill, synapse.admin_token, "restart") == 0
+    [after] = runtimes(tmp_path / "data", worker)
+    assert after.pid != before.pid, "a fresh process, and only one"
