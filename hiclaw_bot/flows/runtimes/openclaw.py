@@ -51,8 +51,13 @@ CONFIG_PATH = "OPENCLAW_CONFIG_PATH"
 INSTALL_DIR = "HICLAW_OPENCLAW_HOME"
 SYNC_INTERVAL = "HICLAW_SYNC_INTERVAL"
 CONTAINER_FS_ROOT = Path("/root/hiclaw-fs")
-_LOCAL_PORTS = (20000, 20000)
-"""First port and how many: local workers' gateways get ``20000 + crc32(name) % 20000``."""
+_LOCAL_PORTS = (20000, 12000)
+"""First port and how many: local workers' gateways get ``20000 + crc32(name) % 12000``.
+
+All below Linux's ephemeral range (32768–60999 by default), from which every port bound to 0 (the
+dev stack's services, the test services) and every outgoing connection is taken: a gateway port in
+that range was now and then already taken, and OpenClaw exited at start. The ~110 ports OpenClaw
+derives above its gateway port (browser control and its CDP range) stay below it too."""
 
 
 def default_install_dir() -> Path:
