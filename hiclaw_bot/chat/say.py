@@ -117,12 +117,16 @@ class Conversation:
             raise SayError(f"sending failed: {getattr(response, 'message', response)}")
         return str(response.event_id)
 
-    async def replies(self, command_event_id: str, *, within: float = 60.0) -> AsyncIterator[BotMessage]:
-        """The bot's answers to one command, edits included, until the final one (TimeoutError after ``within`` s).
+    async def replies(self, command_event_id: str, *, within: float = 60.0,
+                      until: Callable[[BotMessage], bool] | None = None) -> AsyncIterator[BotMessage]:
+        """The bot's answers to one command, edits included, until the final one, or until the first
+        that ``until`` accepts (TimeoutError after ``within`` s).
 
         Everything the bot said since :meth:`open` is kept, so answers to several commands can be
-        read one command after the other, in any order.
+        read one command after the other, in any order. ``until`` reads on past the final answer:
+        the progress message's last edit comes after it (the result goes first, as it notifies).
         """
+        done = until or (lambda message: message.final)
         deadline = time.monotonic() + within
         ours: set[str] = set()
         index = 0
@@ -140,7 +144,7 @@ class Conversation:
                 continue
             ours.add(message.event_id)
             yield message
-            if message.final:
+            if done(message):
                 return
 
     async def close(self) -> None:

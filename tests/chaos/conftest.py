@@ -12,6 +12,13 @@ import pytest
 from hiclaw_bot.app import make_backend
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
+from tests.chaos.harness import ZYGOTE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _zygote_ends_with_the_session() -> Iterator[None]:
+    yield
+    ZYGOTE.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ whose ``do`` ran twice would show up both as a 409 and as a creation count above
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import os
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,9 +18,9 @@ from aiohttp import web
 
 from hiclaw_bot.engine import BOUNDARIES
 from storage import Store
+from tests.chaos.harness import run_app
 
 NAMES = ["room", "consumer", "config", "container"]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -66,16 +63,7 @@ async def server() -> AsyncIterator[ObjectServer]:
 
 
 async def run_child(db: Path, url: str, env_extra: dict[str, str]) -> int:
-    env = {**os.environ, **env_extra, "PYTHONPATH": str(ROOT)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.chaos.crash_app", str(db), url, *NAMES,
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    if proc.returncode not in (0, -signal.SIGKILL):
-        pytest.fail(f"child exited {proc.returncode}: {out.decode()[-2000:]}")
-    return proc.returncode
+    return await run_app("crash_app", str(db), url, *NAMES, env=env_extra, timeout=60)
 
 
 @pytest.mark.parametrize(("step", "point"), list(itertools.product(NAMES, BOUNDARIES)))

@@ -18,7 +18,7 @@ from hiclaw_bot.flows.worker_steps import ACCESS_TOKEN
 from hiclaw_bot.types import RoomAlias
 from tests.e2e.test_worker_chat import account_exists, app_config, final_text
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import Account, ChatSetup, ask, server_admin, talking
+from tests.integration.chat.conftest import Account, ChatSetup, ask, progress_shows, server_admin, talking
 
 LOOP = ["sh", "-c", "while true; do sleep 1; done"]
 
@@ -51,10 +51,10 @@ async def test_a_team_from_chat(setup: ChatSetup, tmp_path: Path) -> None:
             assert not await account_exists(setup, leader)
             assert await app.services.backend.list() == []
 
-            _, answers = await ask(talk, f"!team create {team} --leader {leader} --workers {ann} --max-workers 3",
+            command, answers = await ask(talk, f"!team create {team} --leader {leader} --workers {ann} --max-workers 3",
                                    within=90)
             assert f"✓ team {team} is ready — created in " in final_text(answers), final_text(answers)
-            assert any("✓ join" in m.text for m in answers), "progress was shown"
+            assert await progress_shows(talk, command, "✓ join"), "progress was shown"
             room_id = await app.services.matrix.resolve_alias(
                 RoomAlias(names.full_alias(names.team_room_alias(team), config.matrix.server_name)))
 

@@ -15,7 +15,16 @@ from hiclaw_bot.clients.matrix_admin import MatrixAdmin
 from hiclaw_bot.config import Config
 from hiclaw_bot.devstack.higress_sim import HigressConsoleSimulator
 from tests.fixtures.synapse import unique
-from tests.integration.chat.conftest import Account, ChatSetup, ask, final_text, gateway_section, server_admin, talking
+from tests.integration.chat.conftest import (
+    Account,
+    ChatSetup,
+    ask,
+    final_text,
+    gateway_section,
+    progress_shows,
+    server_admin,
+    talking,
+)
 
 
 def app_config(setup: ChatSetup, bot: Account, gateway: HigressConsoleSimulator, tmp: Path) -> Config:
@@ -56,9 +65,9 @@ async def test_worker_life_from_chat_and_bad_input_touches_nothing(setup: ChatSe
             assert await app.services.backend.list() == []
 
             worker = unique("alice")
-            _, answers = await ask(talk, f"!worker create {worker}", within=60)
+            command, answers = await ask(talk, f"!worker create {worker}", within=60)
             assert f"✓ {worker} is running — created in " in final_text(answers), final_text(answers)
-            assert any("✓ ready" in m.text for m in answers), "progress was shown"
+            assert await progress_shows(talk, command, "✓ ready"), "progress was shown"
             assert await account_exists(setup, worker), "the probe sees accounts that exist"
             _, answers = await ask(talk, f"!worker create {worker}")
             assert "already exists" in final_text(answers)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,18 @@ async def ask(talk: Conversation, text: str, *, within: float = 20.0) -> tuple[s
     """Send ``text``; return its event id and every answer up to the final one."""
     event_id = await talk.send(text)
     return event_id, [m async for m in talk.replies(event_id, within=within)]
+
+
+async def progress_shows(talk: Conversation, command_event_id: str, line: str, *, within: float = 10.0) -> bool:
+    """Whether the progress message answering the command comes to show ``line`` (``"✓ ready"``).
+
+    Read on past the final answer: the result goes out first, and the progress message's last
+    edit, which shows the last steps done, follows it within the edit rate limit."""
+    with suppress(TimeoutError):
+        async for message in talk.replies(command_event_id, within=within, until=lambda m: line in m.text):
+            if line in message.text:
+                return True
+    return False
 
 
 def answer_markers(event: RoomEvent) -> Mapping[str, Any] | None:
