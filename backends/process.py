@@ -5,9 +5,10 @@ Each worker lives in a directory of its own under ``<data_dir>/<instance>/<name>
 process's stdout and stderr, appended across restarts) and ``work/``, the working directory.
 
 The process runs in a session of its own (``start_new_session``), so a stop signals the whole
-group: SIGTERM, then SIGKILL after a grace period. The pid *and* the process's start time are
-recorded: a bot that restarts adopts a worker only when both still match, because a bare pid can
-have been reused by an unrelated process. Children are started with ``asyncio``'s subprocess
+group: SIGTERM, then SIGKILL after a grace period. The pid *and* the process's start (in clock
+ticks since boot, with the boot's id) are recorded: a bot that restarts adopts a worker only when
+both still match, because a bare pid can have been reused by an unrelated process
+(:mod:`backends.process_identity`). Children are started with ``asyncio``'s subprocess
 support, whose child watcher reaps them, so no exited worker lingers as a zombie.
 
 An update starts the new command beside the old one and waits a settle period; only a new
@@ -40,8 +41,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from backends.base import (
     BackendRef,
     ExecResult,
@@ -67,6 +66,7 @@ from backends.process_files import (
     spec_from_json,
     spec_to_json,
 )
+from backends.process_identity import IDENTITY, identify, still_running
 
 log = logging.getLogger("backends.process")
 
@@ -130,7 +130,7 @@ class ProcessBackend:
         check_name(BACKEND, name)
         async with self._lock(name):
             state = await self._require(name)
-            if self._alive(state):
+            if still_running(state):
                 return
             spec = spec_from_json(state["spec"])
             state.update(await self._spawn(spec))
@@ -175,7 +175,7 @@ class ProcessBackend:
         if not command or not all(isinstance(arg, str) for arg in command):
             raise InvalidSpec(BACKEND, "exec needs a non-empty list of strings")
         state = self._peek(name)
-        if not self._alive(state):
+        if not still_running(state):
             raise Conflict(BACKEND, f"worker {name} is not running")
         spec = spec_from_json(state["spec"])
         try:
@@ -244,29 +244,12 @@ class ProcessBackend:
 
     @staticmethod
     def _identify(pid: int) -> dict[str, Any]:
-        try:
-            create_time = psutil.Process(pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = None  # exited already; status reports it
-        return {"pid": pid, "create_time": create_time,
-                "started_at": datetime.now(UTC).isoformat(), "exit_code": None}
-
-    def _alive(self, state: Mapping[str, Any]) -> bool:
-        """Whether the recorded process still runs: same pid *and* same start time, not a zombie."""
-        pid, create_time = state.get("pid"), state.get("create_time")
-        if pid is None or create_time is None:
-            return False
-        try:
-            process = psutil.Process(pid)
-            return bool(abs(process.create_time() - create_time) < 0.01
-                        and process.status() != psutil.STATUS_ZOMBIE)
-        except psutil.NoSuchProcess:
-            return False
+        return {**identify(pid), "started_at": datetime.now(UTC).isoformat(), "exit_code": None}
 
     async def _terminate(self, state: Mapping[str, Any]) -> None:
         """SIGTERM the worker's group (and a pending update's), SIGKILL after the grace period."""
         for process in (state, state.get("next") or {}):
-            if not self._alive(process):
+            if not still_running(process):
                 continue
             pid = process["pid"]
             _signal_group(pid, signal.SIGTERM)
@@ -277,13 +260,13 @@ class ProcessBackend:
     async def _wait_while_alive(self, process: Mapping[str, Any], timeout: float) -> None:  # noqa: ASYNC109
         """Poll: an adopted worker is no child of ours, so nothing would tell us it exited."""
         deadline = time.monotonic() + timeout
-        while self._alive(process) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while still_running(process) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
     async def _update_locked(self, name: str, state: dict[str, Any], spec: WorkerSpec) -> None:
         if spec_from_json(state["spec"]).spec_hash == spec.spec_hash:
             return
-        if not self._alive(state):
+        if not still_running(state):
             state.update({"spec": spec_to_json(spec), "pid": None})
             self._save(name, state)
             return
@@ -291,13 +274,13 @@ class ProcessBackend:
         self._save(name, state)
         await self._wait_while_alive(state["next"], self._settle_seconds)
         pending = state.pop("next")
-        if not self._alive(pending):
+        if not still_running(pending):
             self._save(name, state)
             code = await self._exit_code(pending)
             raise UpdateFailed(BACKEND, f"worker {name} kept its previous version: the new command exited"
                                         + (f" with code {code}" if code is not None else ""))
         await self._terminate(state)
-        state.update(pending)
+        state.update({**dict.fromkeys(IDENTITY), **pending})
         self._save(name, state)
 
     async def _exit_code(self, state: Mapping[str, Any]) -> int | None:
@@ -314,7 +297,7 @@ class ProcessBackend:
         started = datetime.fromisoformat(state["started_at"]) if state.get("started_at") else None
         if state.get("pid") is None:
             return WorkerStatus(name, WorkerState.STOPPED, spec.image, spec.spec_hash, None, "stopped")
-        if self._alive(state):
+        if still_running(state):
             return WorkerStatus(name, WorkerState.RUNNING, spec.image, spec.spec_hash, started, "")
         code = await self._exit_code(state)
         if code == 0:
@@ -375,10 +358,10 @@ class ProcessBackend:
             return None
         pending = state.pop("next", None)
         if pending is not None:
-            if self._alive(pending) and not self._alive(state):
-                state.update(pending)
+            if still_running(pending) and not still_running(state):
+                state.update({**dict.fromkeys(IDENTITY), **pending})
             else:
-                await self._terminate({"pid": pending.get("pid"), "create_time": pending.get("create_time")})
+                await self._terminate(pending)
             self._save(name, state)
         return state
 

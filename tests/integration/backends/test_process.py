@@ -18,6 +18,7 @@ import pytest
 from backends.base import WorkerSpec, WorkerState
 from backends.errors import InvalidSpec
 from backends.process import ProcessBackend
+from backends.process_identity import identify
 from tests.fixtures.backends import WORKER_COMMAND, eventually, owned, unique
 
 
@@ -79,11 +80,35 @@ async def test_a_reused_pid_is_not_adopted(backend: ProcessBackend) -> None:
     path = backend._root / name / "state.json"
     genuine = path.read_text()
     forged = json.loads(genuine)
-    forged["create_time"] -= 1000
+    forged["start_ticks"] -= 1000
     path.write_text(json.dumps(forged))
     assert (await backend.status(name)).state == WorkerState.FAILED
     await backend.stop(name)  # must not touch the process behind that pid
     assert psutil.Process(forged["pid"]).is_running()
+    path.write_text(genuine)
+    await backend.stop(name)
+    assert (await backend.status(name)).state == WorkerState.STOPPED
+
+
+async def test_a_worker_stays_itself_when_the_clock_is_stepped(backend: ProcessBackend) -> None:
+    """The boot time the kernel reports moves by whole seconds when the clock is stepped, and a
+    wall-clock start time with it: the record of start ticks since boot does not, and a state
+    written before those were kept is judged with a second's slack."""
+    name = unique()
+    await backend.create(worker(name))
+    await backend.start(name)
+    path = backend._root / name / "state.json"
+    genuine = path.read_text()
+    stepped = json.loads(genuine)
+    stepped["create_time"] += 1.0  # as read after the kernel's boot time moved by a second
+    path.write_text(json.dumps(stepped))
+    assert (await backend.status(name)).state == WorkerState.RUNNING
+    older = {key: value for key, value in stepped.items() if key not in ("start_ticks", "boot_id")}
+    path.write_text(json.dumps(older))
+    assert (await backend.status(name)).state == WorkerState.RUNNING
+    older["create_time"] -= 1000
+    path.write_text(json.dumps(older))
+    assert (await backend.status(name)).state == WorkerState.FAILED
     path.write_text(genuine)
     await backend.stop(name)
     assert (await backend.status(name)).state == WorkerState.STOPPED
@@ -138,9 +163,11 @@ async def test_default_command(tmp_path: Path) -> None:
     await backend.delete(name)
 
 
-async def test_an_interrupted_update_is_settled(tmp_path: Path, backend: ProcessBackend) -> None:
+@pytest.mark.parametrize("recorded", ["start ticks", "wall clock only"])
+async def test_an_interrupted_update_is_settled(tmp_path: Path, backend: ProcessBackend, recorded: str) -> None:
     """The bot died during an update's settle period: with the old process gone the new one is
-    promoted; with both alive the new one is stopped."""
+    promoted; with both alive the new one is stopped. Also when the attempt was recorded by a
+    version that kept only the wall-clock start time."""
     name = unique()
     await backend.create(worker(name))
     await backend.start(name)
@@ -148,8 +175,9 @@ async def test_an_interrupted_update_is_settled(tmp_path: Path, backend: Process
     for old_alive in (False, True):
         record = state(backend, name)
         pending = await asyncio.create_subprocess_exec("sleep", "600", start_new_session=True)
-        record["next"] = {"pid": pending.pid, "create_time": psutil.Process(pending.pid).create_time(),
-                          "started_at": record["started_at"], "exit_code": None,
+        identity = identify(pending.pid) if recorded == "start ticks" else \
+            {"pid": pending.pid, "create_time": psutil.Process(pending.pid).create_time()}
+        record["next"] = {**identity, "started_at": record["started_at"], "exit_code": None,
                           "spec": {"name": name, "image": new.image, "command": list(WORKER_COMMAND),
                                    "env": dict(new.env), "labels": {}, "resources": None}}
         if not old_alive:
