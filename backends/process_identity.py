@@ -11,6 +11,7 @@ field 22), taken with the id of the boot it counts from.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,24 +25,28 @@ _WALL_CLOCK_SLACK = 2.0
 """For a record made before start ticks were kept: how far its wall-clock start may seem to move."""
 
 
+@functools.cache
 def boot_id() -> str:
+    """This boot's id: it cannot change while we run, so it is read once."""
     return _BOOT_ID.read_text().strip()
 
 
-def start_ticks(pid: int) -> int:
-    """When ``pid`` started, in clock ticks since boot (NoSuchProcess if there is no such process)."""
+def _stat(pid: int) -> tuple[str, int]:
+    """``pid``'s state letter and its start in clock ticks since boot, from one read of
+    ``/proc/<pid>/stat`` (NoSuchProcess if there is no such process)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         raise psutil.NoSuchProcess(pid) from None
     # Field 2, the command, is in parentheses and may hold anything: count from the last ')'.
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[19])
 
 
 def identify(pid: int) -> dict[str, Any]:
     """The fields that identify ``pid``'s process in a record; None for a process gone already."""
     try:
-        return {"pid": pid, "start_ticks": start_ticks(pid), "boot_id": boot_id(),
+        return {"pid": pid, "start_ticks": _stat(pid)[1], "boot_id": boot_id(),
                 "create_time": psutil.Process(pid).create_time()}
     except psutil.NoSuchProcess:
         return {**dict.fromkeys(IDENTITY), "pid": pid}
@@ -53,12 +58,13 @@ def still_running(record: Mapping[str, Any]) -> bool:
     if pid is None:
         return False
     try:
+        state, ticks = _stat(pid)
         if record.get("start_ticks") is not None:
-            same = record.get("boot_id") == boot_id() and start_ticks(pid) == record["start_ticks"]
+            same = record.get("boot_id") == boot_id() and ticks == record["start_ticks"]
         elif record.get("create_time") is not None:  # recorded before start ticks were kept
             same = abs(psutil.Process(pid).create_time() - record["create_time"]) < _WALL_CLOCK_SLACK
         else:
             return False
-        return same and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+    return same and state != "Z"

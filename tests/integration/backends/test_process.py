@@ -72,13 +72,18 @@ async def test_a_restarted_bot_adopts_running_workers(tmp_path: Path, backend: P
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-async def test_a_reused_pid_is_not_adopted(backend: ProcessBackend) -> None:
-    """Same pid, other start time: some other process now has the pid. Never signal it."""
+async def started(backend: ProcessBackend) -> tuple[str, Path, str]:
+    """A new worker, started: its name, its state file and that file's text, to forge and restore."""
     name = unique()
     await backend.create(worker(name))
     await backend.start(name)
     path = backend._root / name / "state.json"
-    genuine = path.read_text()
+    return name, path, path.read_text()
+
+
+async def test_a_reused_pid_is_not_adopted(backend: ProcessBackend) -> None:
+    """Same pid, other start time: some other process now has the pid. Never signal it."""
+    name, path, genuine = await started(backend)
     forged = json.loads(genuine)
     forged["start_ticks"] -= 1000
     path.write_text(json.dumps(forged))
@@ -94,11 +99,7 @@ async def test_a_worker_stays_itself_when_the_clock_is_stepped(backend: ProcessB
     """The boot time the kernel reports moves by whole seconds when the clock is stepped, and a
     wall-clock start time with it: the record of start ticks since boot does not, and a state
     written before those were kept is judged with a second's slack."""
-    name = unique()
-    await backend.create(worker(name))
-    await backend.start(name)
-    path = backend._root / name / "state.json"
-    genuine = path.read_text()
+    name, path, genuine = await started(backend)
     stepped = json.loads(genuine)
     stepped["create_time"] += 1.0  # as read after the kernel's boot time moved by a second
     path.write_text(json.dumps(stepped))
