@@ -65,6 +65,17 @@ def _read_request(conn: socket.socket) -> dict[str, Any]:
     return request
 
 
+def stdio_to(log: str) -> None:
+    """In a forked child: stdin from ``/dev/null``, stdout and stderr appended to ``log`` (0600)."""
+    output = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    os.close(null)
+
+
 def _become_worker(conn: socket.socket, listener: socket.socket) -> None:
     """In the child: read the request, take the worker's identity, answer with our pid, run the
     agent. Never returns; a failure before the answer is the answer.
@@ -81,13 +92,7 @@ def _become_worker(conn: socket.socket, listener: socket.socket) -> None:
             conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
             return
         os.setsid()  # before the answer: a stop that follows at once must find the group
-        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        os.close(null)
+        stdio_to(request["log"])
         os.chdir(request["cwd"])  # before the uid switch, as subprocess does: the path may be closed to it
         if request.get("gid") is not None:
             os.setgroups([])

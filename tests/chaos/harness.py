@@ -64,8 +64,8 @@ class Zygote:
         self._process: subprocess.Popen[bytes] | None = None
         self._directory: Path | None = None
 
-    @property
-    def path(self) -> Path:
+    def socket(self) -> Path:
+        """The zygote's socket, the zygote started first when none runs."""
         if self._process is None or self._process.poll() is not None:
             self._start()
         assert self._directory is not None
@@ -105,7 +105,7 @@ async def run_app(module: str, *args: str, token: str | None = None, env: dict[s
     if token is not None:
         environment["HICLAW_TEST_BOT_TOKEN"] = token
     with tempfile.NamedTemporaryFile(prefix="hiclaw-child-", suffix=".log") as output:
-        path = await asyncio.to_thread(lambda: ZYGOTE.path)  # the first call starts it
+        path = await asyncio.to_thread(ZYGOTE.socket)  # the first call starts it
         reader, writer = await asyncio.open_unix_connection(str(path))
         pid: int | None = None
         try:

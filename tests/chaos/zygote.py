@@ -31,6 +31,7 @@ import tests.chaos.crash_app
 import tests.chaos.human_app
 import tests.chaos.team_app
 import tests.chaos.worker_app  # noqa: F401 - the point of the zygote: import once, fork many
+from hiclaw_bot.agent.launcher import stdio_to
 
 MODULES = frozenset({"crash_app", "human_app", "team_app", "worker_app"})
 
@@ -39,13 +40,7 @@ def _run(request: dict[str, Any]) -> NoReturn:
     """In the run's process: its output, its environment, its module as ``__main__``."""
     code = 1
     try:
-        output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(output, 1)
-        os.dup2(output, 2)
-        os.close(output)
-        os.close(null)
+        stdio_to(request["output"])  # as the agent launcher does for a worker
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in request["env"].items()})
         random.seed()  # a fork shares the zygote's sequence otherwise
